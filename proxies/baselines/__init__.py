@@ -1,0 +1,1 @@
+"""Baseline zero-cost proxies, one module each; importing this package registers them."""
