@@ -1,0 +1,7 @@
+"""Sample-wise landscapes, Ψ, bounds and the symbolic derivations (docs/theory.md)."""
+from theory.optima import SampleWiseOptima
+from theory.psi import psi
+from theory.solvers import sample_wise_optima
+from theory.symbolic import linear_closed_form_optima, linear_closed_form_psi
+
+# assumptions, bounds, agreement: see below
