@@ -13,6 +13,7 @@ import sys
 # One line per subcommand module; keep the list sorted.
 COMMAND_MODULES = [
     "empirical.commands.demo",
+    "empirical.commands.export",
     "empirical.commands.score",
 ]
 
