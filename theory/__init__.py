@@ -5,3 +5,14 @@ from theory.solvers import sample_wise_optima
 from theory.symbolic import linear_closed_form_optima, linear_closed_form_psi
 
 # assumptions, bounds, agreement: see below
+from theory.agreement import sign_side_agreement
+from theory.assumptions import Assumption, AssumptionCheck
+from theory.bounds import Bound, evaluate_bounds
+from theory.registry import (
+    assumption_names,
+    bound_names,
+    get_assumption,
+    get_bound,
+    register_assumption,
+    register_bound,
+)
