@@ -1,10 +1,9 @@
 """Results of a run as a pandas DataFrame, and export to CSV / Parquet.
 
-Columns of `load`, one row per job:
-``hash, kind, status, reason, seed``; then the params, nested tables flattened to dotted
-names (``model.width``); then the metrics under their own names, without prefix (nested
-dicts flattened the same way); then ``timing.<name>``, ``version.<library>``,
-``git_revision`` and ``created_at``.  Lists and other non-scalar values are stored as
+Columns of `load`, one row per job: ``hash, kind, status, reason, seed``; then the
+params, nested tables flattened to dotted names (``model.width``), in sorted order; then
+the metrics under their own names, without prefix (nested dicts flattened the same way,
+sorted); then ``timing.<name>``, ``version.<library>``, ``git_revision``, ``created_at``.  Lists and other non-scalar values are stored as
 canonical JSON text, so CSV and Parquet hold the same cells and both round-trip.
 """
 from __future__ import annotations
@@ -89,7 +88,7 @@ def export(run_dir: str | os.PathLike, *, csv: str | os.PathLike | None = None,
            parquet: str | os.PathLike | None = None) -> pd.DataFrame:
     """Write `load(run_dir)` to CSV and/or Parquet; return the frame written.
 
-    Read back with ``pd.read_csv(path, float_precision="round_trip")`` (exact floats)
+    Read back with ``pd.read_csv(path)`` (floats are written in round-trip precision)
     and ``pd.read_parquet(path)``.  Parquet needs pyarrow (the ``test`` extra).
     """
     if csv is None and parquet is None:
