@@ -153,3 +153,20 @@ def test_a_user_defined_assumption_and_bound_are_picked_up_by_name():
     assert res["value"] == pytest.approx(10.0 / 4 * theory.psi(opt), rel=1e-12)
     assert res["assumptions"]["curvature_le_c"].holds == (float(X.pow(2).sum(1).max()) <= 10.0)
     assert res["holds"]
+
+
+def test_readme_extension_example_runs_and_matches_builtin_lipschitz_bound():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Extending the theory", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    X, Y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+    opt = sample_wise_optima(model, X, Y, loss="mse", solver="gauss_newton")
+    res = evaluate_bounds(["l1_lipschitz_psi1", "lipschitz_psi1"], model, X, Y, opt, "mse", seed=5)
+    assert res["l1_lipschitz_psi1"]["value"] == pytest.approx(res["lipschitz_psi1"]["value"], rel=1e-12)
+    assert res["l1_lipschitz_psi1"]["holds"]
