@@ -76,26 +76,35 @@ def batched_hvp(fn: FlatSampleLoss, chunk_size: int | None = None) -> Callable[[
     return vmap(one, chunk_size=chunk_size)
 
 
-def _power_iteration(matvec: Callable[[Tensor], Tensor], v: Tensor, max_iter: int, tol: float) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Batched power iteration; returns (Rayleigh quotient, ‖Av‖, converged, iterations).
+def _power_iteration(
+    matvec: Callable[[Tensor, Tensor], Tensor], v: Tensor, max_iter: int, tol: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Batched power iteration; returns (Rayleigh quotient, ‖Av‖, converged, iterations) per row.
 
-    Stops when every row's Rayleigh quotient changes by at most `tol` relative.
+    A row stops once its Rayleigh quotient changes by at most `tol` (relative) in one
+    step; only the rows still running are multiplied.
     """
+    tiny = torch.finfo(v.dtype).tiny
     v = v / v.norm(dim=1, keepdim=True)
-    rayleigh = torch.full(v.shape[:1], float("nan"), dtype=v.dtype)
-    converged = torch.zeros(v.shape[0], dtype=torch.bool)
-    norm_av = torch.zeros_like(rayleigh)
-    for it in range(1, max_iter + 1):
-        av = matvec(v)
-        new = (v * av).sum(dim=1)
-        norm_av = av.norm(dim=1)
-        converged = (new - rayleigh).abs() <= tol * new.abs().clamp_min(torch.finfo(v.dtype).tiny)
-        rayleigh = new
-        if bool(converged.all()):
-            return rayleigh, norm_av, converged, it
+    batch = v.shape[0]
+    rayleigh = torch.full((batch,), float("nan"), dtype=v.dtype)
+    norm_av = torch.zeros(batch, dtype=v.dtype)
+    converged = torch.zeros(batch, dtype=torch.bool)
+    iterations = torch.zeros(batch, dtype=torch.long)
+    active = torch.arange(batch)
+    for _ in range(max_iter):
+        av = matvec(v[active], active)
+        new = (v[active] * av).sum(dim=1)
+        norms = av.norm(dim=1)
+        done = (new - rayleigh[active]).abs() <= tol * new.abs().clamp_min(tiny)
+        rayleigh[active], norm_av[active], converged[active] = new, norms, done
+        iterations[active] += 1
         # A zero Hessian–vector product means v spans only null directions: keep v.
-        v = torch.where(norm_av[:, None] > 0, av / norm_av.clamp_min(torch.finfo(v.dtype).tiny)[:, None], v)
-    return rayleigh, norm_av, converged, max_iter
+        v[active] = torch.where(norms[:, None] > 0, av / norms.clamp_min(tiny)[:, None], v[active])
+        active = active[~done]
+        if active.numel() == 0:
+            break
+    return rayleigh, norm_av, converged, iterations
 
 
 def top_eigenvalue(
@@ -133,21 +142,18 @@ def top_eigenvalue(
     batch, m = dim
     gen = torch.Generator().manual_seed(seed)
     v0 = torch.randn(batch, m, generator=gen, dtype=torch.float64).to(dtype)
-    all_rows = torch.arange(batch)
-    lam, rho, conv, iters = _power_iteration(lambda v: matvec(v, all_rows), v0, max_iter, tol)
+    lam, rho, conv, iterations = _power_iteration(matvec, v0, max_iter, tol)
     lam_max = lam.clone()
     need_shift = ~((lam > 0) & (lam >= (1 - 1e-3) * rho))
-    iterations = torch.full((batch,), iters, dtype=torch.long)
     if bool(need_shift.any()):
-        shift = torch.maximum(rho, lam.abs())
         rows = need_shift.nonzero().squeeze(1)
+        shift = torch.maximum(rho, lam.abs())[rows]
 
-        def shifted(v_sub: Tensor) -> Tensor:
-            return matvec(v_sub, rows) + shift[rows, None] * v_sub
+        def shifted(v_sub: Tensor, sub_rows: Tensor) -> Tensor:
+            return matvec(v_sub, rows[sub_rows]) + shift[sub_rows, None] * v_sub
 
         mu, _, conv_s, iters_s = _power_iteration(shifted, v0[rows], max_iter, tol)
-        lam_max[rows] = mu - shift[rows]
-        conv = conv.clone()
+        lam_max[rows] = mu - shift
         conv[rows] = conv_s
         iterations[rows] += iters_s
     return {"lambda_max": lam_max, "spectral_radius": rho, "converged": conv, "iterations": iterations}
