@@ -16,7 +16,9 @@ Executors:
 * ``ray``: each job is a Ray task (``num_cpus`` = threads per job).  ``ray_address``
   connects to an existing cluster; without it a local runtime with ``num_cpus=workers``
   is started (and shut down afterwards).  If Ray is already initialised, that runtime is
-  used as is.  Ray is imported only here; install it with the ``ray`` extra.
+  used as is.  Ray is imported only here; install it with the ``ray`` extra.  Ray
+  workers import job_fn by module name: the local runtime puts the driver's working
+  directory and this repository on their path; on a cluster, install the module there.
 
 Job functions are top-level importable functions ``job_fn(job) -> dict`` that seed their
 own randomness from ``job.seed`` (`empirical.plan.seeded`), so every executor gives the
@@ -29,6 +31,7 @@ import datetime as _dt
 import logging
 import multiprocessing
 import os
+import re
 import socket
 import sys
 import time
@@ -46,6 +49,7 @@ __all__ = ["FAILURE_KEY", "RunSummary", "failure", "run_jobs"]
 log = logging.getLogger(__name__)
 
 FAILURE_KEY = "__failed__"
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -286,7 +290,8 @@ def _run_ray(todo: list[Job], job_fn, finish, workers: int, address: str | None,
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as err:
                     # The task itself catches job errors; this is Ray losing the worker.
-                    outcome = ("failed", None, f"{type(err).__name__}: {err}", {})
+                    text = _ANSI_ESCAPE.sub("", f"{type(err).__name__}: {err}")
+                    outcome = ("failed", None, text, {})
                 finish(job, outcome)
     except BaseException:
         for ref in pending:

@@ -33,8 +33,9 @@ def toy_job(job: Job) -> dict:
     }
 
 
-def returns_list(job: Job):
-    return [job.seed]
+def mixed_job(job: Job):
+    """`toy_job`, except that jobs of kind "toy_list" wrongly return a list."""
+    return [job.seed] if job.kind == "toy_list" else toy_job(job)
 
 
 def toy_config(n_jobs: int = 12, sleep: float = 0.0) -> dict:

@@ -1,0 +1,122 @@
+"""Executors: in-process, process pool and Ray give the same rows; failures are rows; resume skips."""
+import os
+import re
+
+import pytest
+import torch
+
+from empirical.executors import FAILURE_KEY, RunSummary, failure, run_jobs
+from empirical.plan import Job, expand
+from empirical.store import ResultsStore
+from tests.helpers_jobs import mixed_job, toy_config, toy_job
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mixed_jobs():
+    """Eight good toy jobs plus one of each way to fail."""
+    bad = [Job("toy", {"n": 4, "scale": 1.0, "fail": mode}, seed=0) for mode in ("raise", "marker")]
+    return expand(toy_config(8)) + bad + [Job("toy_list", {"n": 1}, seed=0)]
+
+
+def comparable(store):
+    """What must agree between executors: everything but timings and timestamps."""
+    rows = []
+    for row in store.rows():
+        reason = None if row["reason"] is None else row["reason"].split("\n")[0]
+        rows.append((row["hash"], row["kind"], row["seed"], row["status"], reason, row["result"]))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def test_values_match_an_independent_computation(tmp_path):
+    jobs = expand(toy_config(6))
+    with ResultsStore(tmp_path) as store:
+        summary = run_jobs(jobs, toy_job, store, progress=False)
+        rows = {r["hash"]: r for r in store.rows()}
+    assert summary == RunSummary(total=6, skipped=0, ok=6, failed=0)
+    for job in jobs:
+        torch.manual_seed(job.seed)
+        draw = torch.randn(job.params["n"], dtype=torch.float64) * 1.5
+        result = rows[job.job_hash]["result"]
+        assert result["total"] == draw.sum().item() and result["first"] == draw[0].item()
+        assert result["stats"] == {"max": draw.max().item(), "n": job.params["n"]}
+
+
+def test_failures_become_rows_and_the_run_goes_on(tmp_path):
+    with ResultsStore(tmp_path) as store:
+        summary = run_jobs(mixed_jobs(), mixed_job, store, progress=False)
+        failed = {r["kind"] + ":" + r["params"].get("fail", "-"): r["reason"] for r in store.rows(status="failed")}
+    assert summary == RunSummary(total=11, skipped=0, ok=8, failed=3)
+    assert failed["toy:raise"].startswith("ArithmeticError: toy failure for n=4\n\nTraceback")
+    assert failed["toy:marker"] == "toy gave up for n=4"
+    assert failed["toy_list:-"].startswith("TypeError: job function 'mixed_job' returned list, expected a dict")
+    assert failure("why") == {FAILURE_KEY: "why"}
+
+
+def test_process_pool_gives_the_in_process_rows(tmp_path):
+    with ResultsStore(tmp_path / "inproc") as store:
+        run_jobs(mixed_jobs(), mixed_job, store, progress=False)
+        expected = comparable(store)
+    with ResultsStore(tmp_path / "pool") as store:
+        summary = run_jobs(mixed_jobs(), mixed_job, store, workers=2, progress=False)
+        assert comparable(store) == expected
+        pids = {r["timings"]["worker"].split(":")[1] for r in store.rows()}
+    assert summary == RunSummary(total=11, skipped=0, ok=8, failed=3)
+    assert str(os.getpid()) not in pids  # really ran in worker processes
+
+
+def test_resume_skips_stored_jobs_and_retry_replaces_failures(tmp_path):
+    jobs = mixed_jobs()
+    with ResultsStore(tmp_path) as store:
+        first = run_jobs(jobs[:5], mixed_job, store, progress=False)
+        before = {r["hash"]: r["created_at"] for r in store.rows()}
+        second = run_jobs(jobs + jobs[:3], mixed_job, store, progress=False)  # duplicates run once
+        assert (first.ok, second) == (5, RunSummary(total=11, skipped=5, ok=3, failed=3))
+        assert len(store) == 11
+        assert all(r["created_at"] == before[r["hash"]] for r in store.rows() if r["hash"] in before)
+        again = run_jobs(jobs, mixed_job, store, progress=False)
+        assert again == RunSummary(total=11, skipped=11, ok=0, failed=0)
+        # A retry reruns the failed jobs only; they still fail, and their rows are replaced, not added.
+        retried = run_jobs(jobs, mixed_job, store, progress=False, retry_failed=True)
+        assert retried == RunSummary(total=11, skipped=8, ok=0, failed=3) and len(store) == 11
+
+
+def test_bad_arguments_are_rejected(tmp_path):
+    jobs = expand(toy_config(2))
+    with ResultsStore(tmp_path) as store:
+        for kwargs, message in [
+            (dict(executor="dask"), "executor must be 'local' or 'ray'"),
+            (dict(workers=0), "workers must be a positive integer"),
+            (dict(threads_per_job=0), "threads_per_job must be None or a positive integer"),
+            (dict(ray_address="auto"), "ray_address is only used with executor='ray'"),
+        ]:
+            with pytest.raises(ValueError, match=re.escape(message)):
+                run_jobs(jobs, toy_job, store, progress=False, **kwargs)
+        with pytest.raises(ValueError, match="top-level function importable"):
+            run_jobs(jobs, lambda job: {}, store, workers=2, progress=False)
+        with pytest.raises(ValueError, match="jobs must be empirical.plan.Job"):
+            run_jobs([{"kind": "toy"}], toy_job, store, progress=False)
+        assert len(store) == 0
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False,
+                 job_config=ray.job_config.JobConfig(code_search_path=[ROOT]))
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_ray_gives_the_local_rows(tmp_path, ray_runtime):
+    with ResultsStore(tmp_path / "local") as store:
+        run_jobs(mixed_jobs(), mixed_job, store, progress=False)
+        expected = comparable(store)
+    with ResultsStore(tmp_path / "ray") as store:
+        summary = run_jobs(mixed_jobs(), mixed_job, store, executor="ray", workers=2, progress=False)
+        assert comparable(store) == expected
+        assert all(r["timings"]["worker"].split(":")[1] != str(os.getpid()) for r in store.rows())
+    assert summary == RunSummary(total=11, skipped=0, ok=8, failed=3)
