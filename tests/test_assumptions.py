@@ -98,12 +98,14 @@ def test_beta_of_linear_model_is_squared_input_norm_and_beta_eff_by_hand():
     for i in range(5):
         expected = 2 * (0.5 * (Wbar @ X[i] - Y[i]).pow(2).sum()) / (Wbar - W[i]).pow(2).sum()
         assert float(check.constants["beta_eff"][i]) == pytest.approx(float(expected), rel=1e-12)
+        # Stationary optima: the first-order form is the same number.
+        assert float(check.constants["beta_eff_first_order"][i]) == pytest.approx(float(expected), rel=1e-10)
     assert check.holds and check.constants["consistent_fraction"] == 1.0
 
 
 def test_a1_check_reports_violations():
     check = get_assumption("A1").check({
-        "beta": torch.tensor([1.0, 1.0, 2.0]), "beta_eff": torch.tensor([0.5, 3.0, float("nan")]),
+        "beta": torch.tensor([1.0, 1.0, 2.0]), "beta_eff_first_order": torch.tensor([0.5, 3.0, float("nan")]),
         "eig_converged_fraction": 1.0,
     })
     assert not check.holds
@@ -191,3 +193,30 @@ def test_unconverged_samples_raise_or_are_excluded(caplog):
     assert const["beta"].shape == (3,)
     with pytest.raises(ValueError, match="rows"):
         get_assumption("A1").estimate(model, X[:3], Y[:3], opt, "mse")
+
+
+def test_beta_eff_first_order_on_proximal_quadratic_is_exact_curvature():
+    # f(x) = w x, l = ½(w x − y)²: l(w̄) − l* − l'(w*)(w̄ − w*) = ½ x² (w̄ − w*)² exactly, so the
+    # first-order β_eff is x²; the plain β_eff differs because l'(w*) = −λ(w* − w0) ≠ 0.
+    model = nn.Linear(1, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.fill_(0.3)
+    X = torch.tensor([[1.0], [2.0], [-1.5]], dtype=torch.float64)
+    Y = torch.tensor([[1.0], [-0.5], [2.0]], dtype=torch.float64)
+    lam, w0 = 0.7, 0.3
+    x, y = X[:, 0], Y[:, 0]
+    w = w0 - x * (x * w0 - y) / (x**2 + lam)  # argmin ½(wx − y)² + (λ/2)(w − w0)²
+    opt = SampleWiseOptima(
+        theta=w[:, None], loss=0.5 * (w * x - y) ** 2, grad_norm=(x * (w * x - y)).abs(),
+        iterations=torch.zeros(3, dtype=torch.long), converged=torch.ones(3, dtype=torch.bool),
+        theta0=torch.tensor([w0], dtype=torch.float64), param_names=("weight",), param_shapes=((1, 1),),
+        solver="proximal", options={"lam": lam}, loss_name="mse",
+    )
+    const = get_assumption("A1").estimate(model, X, Y, opt, "mse", tol=1e-12)
+    torch.testing.assert_close(const["beta_eff_first_order"], x**2, rtol=1e-10, atol=0)
+    wbar = w.mean()
+    plain = 2 * (0.5 * (wbar * x - y) ** 2 - 0.5 * (w * x - y) ** 2) / (wbar - w) ** 2
+    torch.testing.assert_close(const["beta_eff"], plain, rtol=1e-12, atol=0)
+    assert not torch.allclose(const["beta_eff"], x**2)
+    a2 = get_assumption("A2").estimate(model, X, Y, opt, "mse", tol=1e-10)
+    assert float(a2["residual"].max()) < 1e-12 and a2["lam"] == lam

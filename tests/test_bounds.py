@@ -53,20 +53,37 @@ def test_bound_values_on_a_hand_computed_case():
 
 def test_bound_evaluate_reads_named_constants():
     b = get_bound("theorem1_per_sample")
-    value = b.evaluate({"Lbar": 0.1, "n": 3, "beta": torch.tensor([1.0, 2.0, 3.0]), "d2": torch.tensor([4.0, 5.0, 6.0])})
+    beta, d2 = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])
+    value = b.evaluate({"Lbar": 0.1, "n": 3, "beta": beta, "d2": d2, "psi_2": 0.7, "lam": 0.0})
     assert value == pytest.approx(0.1 + (4 + 10 + 18) / 6)
-    assert get_bound("theorem2").evaluate({"El_star": 0.2, "beta_max": 2.0, "n": 5, "psi_2": 0.3}) == pytest.approx(
+    value = b.evaluate({"Lbar": 0.1, "n": 3, "beta": beta, "d2": d2, "psi_2": 0.7, "lam": 0.5})
+    assert value == pytest.approx(0.1 + 0.5 * 0.7 / 2 + (4 + 10 + 18) / 6)
+    assert get_bound("theorem1_uniform").evaluate({"Lbar": 0.1, "beta_max": 2.0, "psi_2": 0.3, "lam": 0.5}) == (
+        pytest.approx(0.1 + (2.0 + 1.0) / 4 * 0.3)
+    )
+    theorem2 = get_bound("theorem2")
+    assert theorem2.evaluate({"El_star": 0.2, "beta_max": 2.0, "n": 5, "psi_2": 0.3, "lam": 0.0}) == pytest.approx(
         0.2 + 0.5 * 6 / 4 * 0.3
     )
+    assert theorem2.evaluate({"El_star": 0.2, "beta_max": 2.0, "n": 5, "psi_2": 0.3, "lam": 0.4}) == pytest.approx(
+        0.2 + 0.5 * 6 / 4 * 0.3 + 0.4 * 5 / 8 * 0.3
+    )
+    first = get_bound("theorem1_first_order")
+    assert first.evaluate({"Lbar": 0.1, "n": 3, "beta": beta, "d2": d2, "first_order": -0.05}) == pytest.approx(
+        0.1 - 0.05 + (4 + 10 + 18) / 6
+    )
     with pytest.raises(ValueError, match="psi_2"):
-        get_bound("theorem1_uniform").evaluate({"Lbar": 0.0, "beta_max": 1.0})
+        get_bound("theorem1_uniform").evaluate({"Lbar": 0.0, "beta_max": 1.0, "lam": 0.0})
 
 
 def test_per_sample_form_with_equal_betas_is_the_uniform_form():
     # (1/2n) Σ β ‖θ̄* − θ*_i‖² = (β/4) Ψ_2 because Ψ_2 = (2/n) Σ_i ‖θ̄* − θ*_i‖².
     d2 = torch.tensor([0.3, 1.2, 0.05, 2.0], dtype=torch.float64)
-    per = get_bound("theorem1_per_sample").evaluate({"Lbar": 0.4, "n": 4, "beta": torch.full((4,), 2.5), "d2": d2})
-    uni = get_bound("theorem1_uniform").evaluate({"Lbar": 0.4, "beta_max": 2.5, "psi_2": float(2 / 4 * d2.sum())})
+    psi2 = float(2 / 4 * d2.sum())
+    per = get_bound("theorem1_per_sample").evaluate(
+        {"Lbar": 0.4, "n": 4, "beta": torch.full((4,), 2.5), "d2": d2, "psi_2": psi2, "lam": 0.3}
+    )
+    uni = get_bound("theorem1_uniform").evaluate({"Lbar": 0.4, "beta_max": 2.5, "psi_2": psi2, "lam": 0.3})
     assert per == pytest.approx(uni, rel=1e-12)
 
 
@@ -101,6 +118,26 @@ def test_theorem1_holds_for_tanh_mlp_with_gauss_newton_optima():
     # The per-sample bound is Lemma 1 averaged; L_S(θ̄*) is recomputed from the model.
     const = res["theorem1_per_sample"]["constants"]
     assert res["theorem1_per_sample"]["measured"] == pytest.approx(float(const["loss_at_center"].mean()), rel=1e-12)
+
+
+def test_theorem1_with_proximal_optima_and_its_first_order_form():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 2)).double()
+    X, Y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    lam = 0.5
+    opt = sample_wise_optima(model, X, Y, loss="mse", solver="proximal", lam=lam, tol=1e-10, max_iter=20000)
+    names = ["theorem1_per_sample", "theorem1_uniform", "theorem1_first_order"]
+    res = evaluate_bounds(names, model, X, Y, opt, "mse", assumption_options={"A2": {"tol": 1e-8}})
+    assert res["theorem1_uniform"]["assumptions"]["A1"].holds
+    assert res["theorem1_uniform"]["assumptions"]["A2"].holds  # proximal stationarity
+    const = res["theorem1_per_sample"]["constants"]
+    assert const["lam"] == lam
+    # The derived λΨ_2/2 is the measured first-order term, so the two forms agree.
+    assert res["theorem1_per_sample"]["value"] == pytest.approx(res["theorem1_first_order"]["value"], rel=1e-7)
+    for name in names:
+        assert res[name]["holds"], (name, res[name]["value"], res[name]["measured"])
+    # Without the λ term the per-sample bound would be smaller by λΨ_2/2 > 0.
+    assert const["psi_2"] > 0
 
 
 def test_theorem2_estimates_from_heldout_optima():

@@ -162,7 +162,11 @@ def estimate_smoothness(
       how negative-dominant spectra are handled); ``beta_abs`` (n,): the same maximum of the
       spectral radius max|λ|, for reference.
     - ``beta_eff`` (n,): β_eff,i = 2 (l_i(θ̄*) − l*_i) / ‖θ̄* − θ*_i‖²₂, the smallest constant
-      that makes Lemma 1 hold at θ̄* (NaN where θ̄* = θ*_i); l*_i is ``optima.loss``.
+      that makes Lemma 1 hold at θ̄* under A2 (NaN where θ̄* = θ*_i); l*_i is ``optima.loss``.
+    - ``beta_eff_first_order`` (n,): 2 (l_i(θ̄*) − l*_i − ⟨∇l_i(θ*_i), θ̄* − θ*_i⟩) / ‖θ̄* − θ*_i‖²₂,
+      the smallest constant for the first-order form of Lemma 1, which β-smoothness implies
+      without A2. It equals β_eff when ∇l_i(θ*_i) = 0 and is what the check compares with,
+      so that A1 is judged apart from A2 (for ``proximal`` optima the two differ).
     - ``beta_max``: max_i β_hess,i, the uniform β of Theorems 1–2.
 
     β_hess is a sampled estimate of the supremum on the segment, not a certificate.
@@ -185,11 +189,14 @@ def estimate_smoothness(
 
     d2 = seg.delta.pow(2).sum(dim=1)
     loss_at_center = batched_loss(fn, seg.center.expand(n, m), seg.inputs, seg.targets, chunk_size)
-    beta_eff = torch.where(d2 > 0, 2 * (loss_at_center - seg.loss) / d2, torch.full_like(d2, float("nan")))
+    slope = (batched_grad(fn, seg.theta, seg.inputs, seg.targets, chunk_size) * seg.delta).sum(dim=1)
+    nan = torch.full_like(d2, float("nan"))
+    gap = loss_at_center - seg.loss
     return {
         "beta": beta,
         "beta_abs": beta_abs,
-        "beta_eff": beta_eff,
+        "beta_eff": torch.where(d2 > 0, 2 * gap / d2, nan),
+        "beta_eff_first_order": torch.where(d2 > 0, 2 * (gap - slope) / d2, nan),
         "beta_max": float(beta.max()),
         "loss_at_center": loss_at_center,
         "d2": d2,
@@ -201,8 +208,12 @@ def estimate_smoothness(
 
 
 def check_smoothness(constants: dict) -> AssumptionCheck:
-    """A1 is consistent for sample i where β_hess,i ≥ β_eff,i (NaN β_eff: no constraint)."""
-    beta, beta_eff = constants["beta"], constants["beta_eff"]
+    """A1 is consistent for sample i where β_hess,i ≥ β_eff,i (NaN: no constraint).
+
+    β_eff here is the first-order form (``beta_eff_first_order``), equal to
+    2 (l_i(θ̄*) − l*_i) / ‖θ̄* − θ*_i‖² at a stationary θ*_i.
+    """
+    beta, beta_eff = constants["beta"], constants["beta_eff_first_order"]
     consistent = torch.isnan(beta_eff) | (beta >= beta_eff)
     fraction = float(consistent.double().mean())
     out = {**constants, "consistent": consistent, "consistent_fraction": fraction}

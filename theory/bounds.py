@@ -13,15 +13,27 @@ Symbols (the keys of the ``constants`` dict):
 - ``psi_2``, ``psi_1``: Ψ_2(S), Ψ_1(S) of the kept optima (`theory.psi`);
 - ``beta[i]``: β_hess,i and ``beta_max`` = max_i β_hess,i (assumption A1);
 - ``G_inf[i]``, ``G_inf_max``: ℓ∞ gradient bounds on the segments (assumption ``lipschitz``);
-- ``El_star``: the estimate of E_z l*_z (Theorem 2).
+- ``El_star``: the estimate of E_z l*_z (Theorem 2);
+- ``first_order``: (1/n) Σ_i ⟨∇l_i(θ*_i), θ̄* − θ*_i⟩ (measured by A2's estimator);
+- ``lam``: λ of ``proximal`` optima, 0 for every other solver (A2's estimator).
 
 Built-in bounds (each an upper bound on the quantity ``measures`` names):
 
-- ``theorem1_per_sample`` (A1, A2): L_S(θ̄*) ≤ L̄* + (1/2n) Σ_i β_i ‖θ̄* − θ*_i‖²₂.
-- ``theorem1_uniform`` (A1, A2): L_S(θ̄*) ≤ L̄* + (β/4) Ψ_2(S), β = max_i β_i.
-- ``theorem2`` (A1, A2): E_S E_z l_z(θ̄*) ≤ E l*_z + (β/4)(n+1)/(n−1) Ψ_2(S).
+- ``theorem1_per_sample`` (A1, A2): L_S(θ̄*) ≤ L̄* + λΨ_2/2 + (1/2n) Σ_i β_i ‖θ̄* − θ*_i‖²₂.
+- ``theorem1_uniform`` (A1, A2): L_S(θ̄*) ≤ L̄* + ((β + 2λ)/4) Ψ_2(S), β = max_i β_i.
+- ``theorem1_first_order`` (A1 only): L_S(θ̄*) ≤ L̄* + first_order + (1/2n) Σ_i β_i ‖θ̄* − θ*_i‖²₂.
+- ``theorem2`` (A1, A2): E_S E_z l_z(θ̄*) ≤ E l*_z + (β/4)(n+1)/(n−1) Ψ_2(S) + λ n/(2(n−1)) Ψ_2(S).
 - ``lipschitz_per_sample`` (lipschitz): L_S(θ̄*) ≤ L̄* + (1/n) Σ_i G_i ‖θ̄* − θ*_i‖₁.
 - ``lipschitz_psi1`` (lipschitz): L_S(θ̄*) ≤ L̄* + G Ψ_1(S), G = max_i G_i.
+
+The λ terms (λ = 0 except for ``proximal``, where they are the theorems of docs/theory.md
+§4 under its A2): Lemma 1 keeps its first-order term, l_i(θ) ≤ l*_i + ⟨∇l_i(θ*_i), θ − θ*_i⟩
++ (β_i/2)‖θ − θ*_i‖². Proximal stationarity gives ∇l_i(θ*_i) = −λ(θ*_i − θ_0), so the
+term is −λ⟨θ*_i − θ_0, θ − θ*_i⟩ (docs/theory.md §4 prints it with the opposite sign).
+At θ = θ̄*, Σ_i (θ̄* − θ*_i) = 0 turns its average into λ (1/n) Σ_i ‖θ̄* − θ*_i‖² = λΨ_2/2.
+For Theorem 2, with z independent of S and E_S θ̄* = μ, E_S E_z of the term is
+λ E_z‖θ*_z − μ‖² = λΨ_2(D)/2 = λ n/(2(n−1)) E_S Ψ_2(S). ``theorem1_first_order`` instead
+measures the first-order term (any solver, stationary or not).
 
 The Lipschitz bounds: if ‖∇l_i‖_∞ ≤ G_i on [θ*_i, θ̄*], the mean value theorem and
 Hölder give l_i(θ̄*) − l*_i = ⟨∇l_i(ξ), θ̄* − θ*_i⟩ ≤ G_i ‖θ̄* − θ*_i‖₁; averaging over i
@@ -55,6 +67,8 @@ psi_1 = sp.Symbol("psi_1", nonnegative=True)
 beta_max = sp.Symbol("beta_max")
 G_inf_max = sp.Symbol("G_inf_max", nonnegative=True)
 El_star = sp.Symbol("El_star", nonnegative=True)
+first_order = sp.Symbol("first_order")
+lam = sp.Symbol("lam", nonnegative=True)
 beta = sp.IndexedBase("beta")
 d2 = sp.IndexedBase("d2")
 d1 = sp.IndexedBase("d1")
@@ -67,11 +81,12 @@ class Bound:
 
     ``measures`` is ``"train"`` (L_S(θ̄*)) or ``"population"`` (E_z l_z(θ̄*), estimated on
     held-out samples). ``expression`` is a sympy expression in the symbols of this module
-    (or any symbols whose names are keys of the constants dict).
+    (or any symbols whose names are keys of the constants dict). ``uses`` names further
+    assumptions whose *estimators* supply constants without being preconditions.
 
     Example:
         >>> b = get_bound("theorem1_uniform")
-        >>> b.evaluate({"Lbar": 0.5, "beta_max": 2.0, "psi_2": 1.0})
+        >>> b.evaluate({"Lbar": 0.5, "beta_max": 2.0, "psi_2": 1.0, "lam": 0.0})
         1.0
     """
 
@@ -80,6 +95,7 @@ class Bound:
     expression: sp.Expr
     measures: str = "train"
     description: str = ""
+    uses: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.measures not in ("train", "population"):
@@ -112,17 +128,23 @@ class Bound:
 
 THEOREM1_PER_SAMPLE = Bound(
     "theorem1_per_sample", ("A1", "A2"),
-    Lbar + sp.Sum(beta[i] * d2[i], (i, 0, n - 1)) / (2 * n),
+    Lbar + lam * psi_2 / 2 + sp.Sum(beta[i] * d2[i], (i, 0, n - 1)) / (2 * n),
     description="Theorem 1, per-sample β_i: average of Lemma 1 at θ̄*",
 )
 THEOREM1_UNIFORM = Bound(
     "theorem1_uniform", ("A1", "A2"),
-    Lbar + beta_max / 4 * psi_2,
+    Lbar + (beta_max + 2 * lam) / 4 * psi_2,
     description="Theorem 1 with β = max_i β_i and (1/n) Σ ‖θ̄* − θ*_i‖² = Ψ_2/2",
+)
+THEOREM1_FIRST_ORDER = Bound(
+    "theorem1_first_order", ("A1",),
+    Lbar + first_order + sp.Sum(beta[i] * d2[i], (i, 0, n - 1)) / (2 * n),
+    description="Theorem 1 without stationarity: Lemma 1 keeps its first-order term",
+    uses=("A2",),
 )
 THEOREM2 = Bound(
     "theorem2", ("A1", "A2"),
-    El_star + beta_max / 4 * (n + 1) / (n - 1) * psi_2,
+    El_star + beta_max / 4 * (n + 1) / (n - 1) * psi_2 + lam * n / (2 * (n - 1)) * psi_2,
     measures="population",
     description="Theorem 2 (a statement in expectation over S; one draw is compared)",
 )
@@ -137,7 +159,7 @@ LIPSCHITZ_PSI1 = Bound(
     description="lipschitz_per_sample with G = max_i G_i and (1/n) Σ_i ‖θ̄* − θ*_i‖₁ ≤ Ψ_1",
 )
 
-for _bound in (THEOREM1_PER_SAMPLE, THEOREM1_UNIFORM, THEOREM2, LIPSCHITZ_PER_SAMPLE, LIPSCHITZ_PSI1):
+for _bound in (THEOREM1_PER_SAMPLE, THEOREM1_UNIFORM, THEOREM1_FIRST_ORDER, THEOREM2, LIPSCHITZ_PER_SAMPLE, LIPSCHITZ_PSI1):
     register_bound(_bound)
 
 
@@ -213,7 +235,7 @@ def evaluate_bounds(
     train_loss = float(batched_loss(fn, seg.center.expand(count, m), seg.inputs, seg.targets, chunk_size).double().mean())
 
     checks: dict[str, AssumptionCheck] = {}
-    for name in dict.fromkeys(a for b in bounds for a in b.assumptions):
+    for name in dict.fromkeys(a for b in bounds for a in (*b.assumptions, *b.uses)):
         assumption = get_assumption(name)
         options = {**_accepted(assumption.estimate, common), **assumption_options.get(name, {})}
         checks[name] = assumption.check(assumption.estimate(model, inputs, targets, optima, loss, **options))
@@ -221,7 +243,7 @@ def evaluate_bounds(
     results = {}
     for bound in bounds:
         constants = dict(base)
-        for name in bound.assumptions:
+        for name in (*bound.uses, *bound.assumptions):
             constants.update(checks[name].constants)
         measured = train_loss
         if bound.measures == "population":
@@ -244,9 +266,13 @@ def _population_constants(model, optima, loss, center, constants, heldout, commo
     if heldout is None:
         return None, {**constants, "El_star": constants["Lbar"]}
     x_test, y_test, optima_test = heldout
-    if optima_test.param_names != optima.param_names or optima_test.solver != optima.solver:
+    if (
+        optima_test.param_names != optima.param_names
+        or optima_test.solver != optima.solver
+        or optima_test.options.get("lam") != optima.options.get("lam")
+    ):
         raise ValueError(
-            "heldout optima must cover the same parameters with the same solver as the training "
+            "heldout optima must cover the same parameters with the same solver (and λ) as the training "
             f"optima (got {optima_test.solver!r} over {optima_test.param_names[:3]}..., expected "
             f"{optima.solver!r} over {optima.param_names[:3]}...)"
         )

@@ -2,7 +2,7 @@
 
 An experiment asks for bounds by name; a bound names the assumptions it needs, and those
 are looked up here too. The built-in ones (A1, A2, A3, lipschitz; theorem1_per_sample,
-theorem1_uniform, theorem2, lipschitz_per_sample, lipschitz_psi1) are registered when
+theorem1_uniform, theorem1_first_order, theorem2, lipschitz_per_sample, lipschitz_psi1) are registered when
 `theory.assumptions` and `theory.bounds` are imported, which the getters ensure.
 
 Example:
@@ -47,7 +47,7 @@ def register_assumption(assumption: Assumption, *, replace: bool = False) -> Ass
 def register_bound(bound: Bound, *, replace: bool = False) -> Bound:
     """Register a `Bound` under its name; every assumption it names must be registered."""
     _load_builtins()
-    unknown = [a for a in bound.assumptions if a not in _ASSUMPTIONS]
+    unknown = [a for a in (*bound.assumptions, *bound.uses) if a not in _ASSUMPTIONS]
     if unknown:
         raise ValueError(
             f"bound {bound.name!r} needs assumptions {unknown} that are not registered; "
