@@ -11,7 +11,7 @@ import time
 import torch
 
 from empirical.config import Grid
-from empirical.executors import failure, run_jobs
+from empirical.executors import RunSummary, failure, run_jobs
 from empirical.plan import Job, expand, seeded
 from empirical.store import ResultsStore
 
@@ -47,8 +47,8 @@ def toy_config(n_jobs: int = 12, sleep: float = 0.0) -> dict:
 
 
 def run_toy(run_dir: str, *, n_jobs: int = 12, sleep: float = 0.0, executor: str = "local",
-            workers: int = 1) -> None:
+            workers: int = 1) -> RunSummary:
     """The driver the resume test starts (and kills) in a subprocess."""
     with ResultsStore(run_dir) as store:
-        run_jobs(expand(toy_config(n_jobs, sleep)), toy_job, store, executor=executor,
+        return run_jobs(expand(toy_config(n_jobs, sleep)), toy_job, store, executor=executor,
                  workers=workers, progress=False)
