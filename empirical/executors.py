@@ -10,8 +10,9 @@ Executors:
 * ``local``: a `concurrent.futures.ProcessPoolExecutor` with the *spawn* start method.
   Fork is not used because forking a process whose torch/OpenMP thread pools are already
   running can deadlock the child; spawn starts clean interpreters, at the cost of
-  importing torch once per worker.  Each worker limits torch, OpenMP, MKL and OpenBLAS to
-  ``max(1, cpu_count // workers)`` threads so N workers do not oversubscribe the cores.
+  importing torch once per worker.  Each worker limits torch, OpenMP, MKL and OpenBLAS
+  to ``max(1, available_cores() // workers)`` threads, so N workers do not oversubscribe
+  the cores.
   ``workers=1`` runs the jobs in the driver process itself (same numbers, easier to debug).
 * ``ray``: each job is a Ray task (``num_cpus`` = threads per job).  ``ray_address``
   connects to an existing cluster; without it a local runtime with ``num_cpus=workers``
@@ -44,7 +45,7 @@ from tqdm.auto import tqdm
 from empirical.plan import Job, to_json_data
 from empirical.store import ResultsStore
 
-__all__ = ["FAILURE_KEY", "RunSummary", "failure", "run_jobs"]
+__all__ = ["FAILURE_KEY", "RunSummary", "available_cores", "failure", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,14 @@ class RunSummary:
     skipped: int
     ok: int
     failed: int
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _limit_threads(threads: int) -> None:
@@ -170,7 +179,7 @@ def run_jobs(
     ``job_fn(job) -> dict`` of JSON metrics (or `failure(reason)`).
     executor: "local" (process pool, spawn) or "ray".  workers: parallel jobs (for ray
     without an address: the local runtime's CPUs).  threads_per_job: torch/BLAS threads
-    per job, default ``max(1, os.cpu_count() // workers)`` locally and 1 on Ray.
+    per job, default ``max(1, available_cores() // workers)`` locally and 1 on Ray.
     retry_failed: rerun jobs whose stored row is 'failed' (the row is replaced).
     Returns a `RunSummary`.  If the driver is killed, rerunning the same call resumes.
     """
@@ -209,7 +218,7 @@ def run_jobs(
                 finish(job, _execute(job_fn, job))
         elif todo:
             _check_picklable(job_fn)
-            threads = threads_per_job or max(1, (os.cpu_count() or 1) // workers)
+            threads = threads_per_job or max(1, available_cores() // workers)
             _run_pool(todo, job_fn, finish, workers, threads)
     finally:
         bar.close()

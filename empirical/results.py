@@ -3,8 +3,9 @@
 Columns of `load`, one row per job: ``hash, kind, status, reason, seed``; then the
 params, nested tables flattened to dotted names (``model.width``), in sorted order; then
 the metrics under their own names, without prefix (nested dicts flattened the same way,
-sorted); then ``timing.<name>``, ``version.<library>``, ``git_revision``, ``created_at``.  Lists and other non-scalar values are stored as
-canonical JSON text, so CSV and Parquet hold the same cells and both round-trip.
+sorted); then ``timing.<name>``, ``version.<library>``, ``git_revision``, ``created_at``.
+Lists are stored as canonical JSON text, so CSV and Parquet hold the same cells and both
+round-trip.
 """
 from __future__ import annotations
 

@@ -38,6 +38,12 @@ def mixed_job(job: Job):
     return [job.seed] if job.kind == "toy_list" else toy_job(job)
 
 
+def thread_limits_job(job: Job) -> dict:
+    """Reports the thread limits the executor gave this job's process."""
+    return {"torch_threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
+            "mkl": os.environ.get("MKL_NUM_THREADS")}
+
+
 def toy_config(n_jobs: int = 12, sleep: float = 0.0) -> dict:
     """A validated-style config giving `n_jobs` jobs: grids over n and scale, 2 seeds."""
     if n_jobs % 2:

@@ -5,10 +5,10 @@ import re
 import pytest
 import torch
 
-from empirical.executors import FAILURE_KEY, RunSummary, failure, run_jobs
+from empirical.executors import FAILURE_KEY, RunSummary, available_cores, failure, run_jobs
 from empirical.plan import Job, expand
 from empirical.store import ResultsStore
-from tests.helpers_jobs import mixed_job, toy_config, toy_job
+from tests.helpers_jobs import mixed_job, thread_limits_job, toy_config, toy_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,6 +63,15 @@ def test_process_pool_gives_the_in_process_rows(tmp_path):
         pids = {r["timings"]["worker"].split(":")[1] for r in store.rows()}
     assert summary == RunSummary(total=11, skipped=0, ok=8, failed=3)
     assert str(os.getpid()) not in pids  # really ran in worker processes
+
+
+def test_pool_workers_share_the_cores_without_oversubscribing(tmp_path):
+    jobs = [Job("threads", {"i": i}, seed=0) for i in range(4)]
+    with ResultsStore(tmp_path) as store:
+        run_jobs(jobs, thread_limits_job, store, workers=2, progress=False)
+        results = [r["result"] for r in store.rows()]
+    share = max(1, available_cores() // 2)
+    assert results == [{"torch_threads": share, "omp": str(share), "mkl": str(share)}] * 4
 
 
 def test_resume_skips_stored_jobs_and_retry_replaces_failures(tmp_path):
