@@ -235,26 +235,26 @@ def _make_evaluator(solver: str, forward, resolved_loss: ResolvedLoss):
     return evaluate
 
 
-def _step(solver: str, theta: Tensor, ev: dict, theta0: Tensor, opts: dict) -> Tensor:
-    """The new θ of the active samples from the evaluation at θ."""
+def _stop_and_direction(solver: str, theta: Tensor, ev: dict, theta0: Tensor, opts: dict):
+    """At the evaluated θ: (stopping criterion met, step direction, proximal residual norm).
+
+    The direction is what is subtracted from θ (times ``lr`` for the gradient solvers).
+    """
+    if solver == "eps_stop":
+        return ev["loss"] <= opts["eps"], ev["grad"], None
+    if solver == "proximal":
+        prox_grad = ev["grad"] + opts["lam"] * (theta - theta0)
+        prox = prox_grad.norm(dim=-1)
+        return prox <= opts["tol"], prox_grad, prox
+    return ev["grad_norm"] <= opts["tol"], ev["grad"], None
+
+
+def _take_step(solver: str, theta: Tensor, direction: Tensor, ev: dict, opts: dict) -> Tensor:
     if solver == "gauss_newton":
         J, r = ev["J"], ev["r"]
-        gram = J @ J.mT
-        gram = gram + opts["eps"] * torch.eye(gram.shape[-1], dtype=gram.dtype)
+        gram = J @ J.mT + opts["eps"] * torch.eye(J.shape[-2], dtype=J.dtype)
         return theta - (J.mT @ torch.linalg.solve(gram, r).unsqueeze(-1)).squeeze(-1)
-    if solver == "proximal":
-        return theta - opts["lr"] * (ev["grad"] + opts["lam"] * (theta - theta0))
-    return theta - opts["lr"] * ev["grad"]
-
-
-def _stop(solver: str, theta: Tensor, ev: dict, theta0: Tensor, opts: dict) -> tuple[Tensor, Tensor]:
-    """(stopping criterion met, the proximal residual or None) at the evaluated θ."""
-    if solver == "eps_stop":
-        return ev["loss"] <= opts["eps"], None
-    if solver == "proximal":
-        prox = (ev["grad"] + opts["lam"] * (theta - theta0)).norm(dim=-1)
-        return prox <= opts["tol"], prox
-    return ev["grad"].norm(dim=-1) <= opts["tol"], None
+    return theta.add_(direction, alpha=-opts["lr"])
 
 
 def _make_chunk_runner(solver: str):
@@ -267,29 +267,35 @@ def _make_chunk_runner(solver: str):
         iterations = torch.zeros(c, dtype=torch.long)
         converged = torch.zeros(c, dtype=torch.bool)
         diverged = torch.zeros(c, dtype=torch.bool)
-        active = torch.arange(c)
+        # Working set: the samples still running, compacted whenever some of them stop, so
+        # finished samples cost nothing. All of them have taken `it` steps.
+        idx, th, xs, ys = torch.arange(c), theta.clone(), x, y
         for it in range(opts["max_iter"] + 1):
-            th = theta[active]
-            # Fresh per-sample copies: training-mode BatchNorm writes its running stats
-            # into these and they are discarded.
-            bufs = {key: b.unsqueeze(0).expand(len(active), *b.shape).clone() for key, b in buffers.items()}
+            # Fresh per-sample buffer copies: training-mode BatchNorm writes its running
+            # stats into these, and they are discarded.
+            bufs = {key: b.unsqueeze(0).expand(len(idx), *b.shape).clone() for key, b in buffers.items()}
             with torch.no_grad():
-                ev = evaluate(th, bufs, x[active], y[active])
-                done, prox = _stop(solver, th, ev, theta0, opts)
-                loss[active] = ev["loss"].detach()
-                grad_norm[active] = ev["grad"].norm(dim=-1)
-                if prox is not None:
-                    prox_norm[active] = prox
-                bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad"]).all(-1)
-                converged[active] = done & ~bad
-                diverged[active] = bad
-                keep = ~done & ~bad
-                if it == opts["max_iter"] or not keep.any():
-                    break
-                new = _step(solver, th[keep], {key: v[keep] for key, v in ev.items()}, theta0, opts)
-                active = active[keep]
-                theta[active] = new
-                iterations[active] += 1
+                ev = evaluate(th, bufs, xs, ys)
+                ev["grad_norm"] = ev["grad"].norm(dim=-1)
+                done, direction, prox = _stop_and_direction(solver, th, ev, theta0, opts)
+                bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad_norm"])
+                stop = done | bad if it < opts["max_iter"] else torch.ones_like(done)
+                if stop.any():
+                    rows = idx[stop]
+                    theta[rows] = th[stop]
+                    loss[rows] = ev["loss"][stop]
+                    grad_norm[rows] = ev["grad_norm"][stop]
+                    if prox is not None:
+                        prox_norm[rows] = prox[stop]
+                    iterations[rows] = it
+                    converged[rows] = (done & ~bad)[stop]
+                    diverged[rows] = bad[stop]
+                    keep = ~stop
+                    if not keep.any():
+                        break
+                    idx, th, xs, ys, direction = idx[keep], th[keep], xs[keep], ys[keep], direction[keep]
+                    ev = {key: v[keep] for key, v in ev.items()}
+                th = _take_step(solver, th, direction, ev, opts)
         out = {
             "theta": theta, "loss": loss, "grad_norm": grad_norm,
             "iterations": iterations, "converged": converged, "diverged": diverged,
