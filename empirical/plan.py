@@ -137,6 +137,11 @@ class Job(Mapping):
         """The params as canonical JSON text."""
         return self._params_json
 
+    @property
+    def config_json(self) -> str | None:
+        """The config as canonical JSON text (None if the job has no config)."""
+        return self._config_json
+
     def __getitem__(self, key: str) -> Any:
         if key not in self._KEYS:
             raise KeyError(key)

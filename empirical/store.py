@@ -18,7 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Mapping
 
-from empirical.plan import Job, canonical_json, to_json_data
+from empirical.plan import Job, to_json_data
 from empirical import provenance
 
 __all__ = ["DB_NAME", "ResultsStore", "STATUSES"]
@@ -116,7 +116,7 @@ class ResultsStore:
             job.kind,
             status,
             reason,
-            None if job.config is None else canonical_json(job.config),
+            job.config_json,
             job.params_json,
             job.seed,
             _json_text(result, "result"),

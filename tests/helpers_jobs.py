@@ -33,15 +33,28 @@ def toy_job(job: Job) -> dict:
     }
 
 
-def mixed_job(job: Job):
-    """`toy_job`, except that jobs of kind "toy_list" wrongly return a list."""
-    return [job.seed] if job.kind == "toy_list" else toy_job(job)
+
+
+def dies_job(job: Job) -> dict:
+    """Kills its worker process outright when params["die"], like a segfault or the OOM killer."""
+    if job.params["die"]:
+        time.sleep(0.5)  # let the other worker finish its jobs first
+        os._exit(3)
+    return {"i": job.params["i"]}
 
 
 def thread_limits_job(job: Job) -> dict:
     """Reports the thread limits the executor gave this job's process."""
     return {"torch_threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
             "mkl": os.environ.get("MKL_NUM_THREADS")}
+
+
+def mixed_job(job: Job):
+    """`toy_job`; jobs of kind "toy_list" wrongly return a list, kind "threads" jobs
+    run `thread_limits_job`."""
+    if job.kind == "threads":
+        return thread_limits_job(job)
+    return [job.seed] if job.kind == "toy_list" else toy_job(job)
 
 
 def toy_config(n_jobs: int = 12, sleep: float = 0.0) -> dict:

@@ -8,7 +8,7 @@ import torch
 from empirical.executors import FAILURE_KEY, RunSummary, available_cores, failure, run_jobs
 from empirical.plan import Job, expand
 from empirical.store import ResultsStore
-from tests.helpers_jobs import mixed_job, thread_limits_job, toy_config, toy_job
+from tests.helpers_jobs import dies_job, mixed_job, toy_config, toy_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,25 +53,31 @@ def test_failures_become_rows_and_the_run_goes_on(tmp_path):
     assert failure("why") == {FAILURE_KEY: "why"}
 
 
-def test_process_pool_gives_the_in_process_rows(tmp_path):
+def test_process_pool_gives_the_in_process_rows_and_shares_the_cores(tmp_path):
     with ResultsStore(tmp_path / "inproc") as store:
         run_jobs(mixed_jobs(), mixed_job, store, progress=False)
         expected = comparable(store)
+    thread_jobs = [Job("threads", {"i": i}, seed=0) for i in range(2)]
     with ResultsStore(tmp_path / "pool") as store:
-        summary = run_jobs(mixed_jobs(), mixed_job, store, workers=2, progress=False)
-        assert comparable(store) == expected
-        pids = {r["timings"]["worker"].split(":")[1] for r in store.rows()}
-    assert summary == RunSummary(total=11, skipped=0, ok=8, failed=3)
-    assert str(os.getpid()) not in pids  # really ran in worker processes
-
-
-def test_pool_workers_share_the_cores_without_oversubscribing(tmp_path):
-    jobs = [Job("threads", {"i": i}, seed=0) for i in range(4)]
-    with ResultsStore(tmp_path) as store:
-        run_jobs(jobs, thread_limits_job, store, workers=2, progress=False)
-        results = [r["result"] for r in store.rows()]
+        summary = run_jobs(mixed_jobs() + thread_jobs, mixed_job, store, workers=2, progress=False)
+        assert [r for r in comparable(store) if r[1] != "threads"] == expected
+        rows = store.rows()
+    assert summary == RunSummary(total=13, skipped=0, ok=10, failed=3)
+    assert str(os.getpid()) not in {r["timings"]["worker"].split(":")[1] for r in rows}  # really in workers
+    # Each of the 2 workers got its share of the cores, in torch and in the BLAS/OpenMP env.
     share = max(1, available_cores() // 2)
-    assert results == [{"torch_threads": share, "omp": str(share), "mkl": str(share)}] * 4
+    assert [r["result"] for r in rows if r["kind"] == "threads"] == [
+        {"torch_threads": share, "omp": str(share), "mkl": str(share)}] * 2
+
+
+def test_a_dead_worker_stops_the_run_with_a_resume_hint(tmp_path):
+    jobs = [Job("die", {"i": i, "die": i == 0}, seed=0) for i in range(4)]
+    with ResultsStore(tmp_path) as store:
+        with pytest.raises(RuntimeError, match="a worker process died .* rerun the same command to resume"):
+            run_jobs(jobs, dies_job, store, workers=2, progress=False)
+        kept = store.rows()
+    assert all(r["status"] == "ok" and r["result"] == {"i": r["params"]["i"]} for r in kept)
+    assert jobs[0].job_hash not in {r["hash"] for r in kept}
 
 
 def test_resume_skips_stored_jobs_and_retry_replaces_failures(tmp_path):
