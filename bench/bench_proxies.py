@@ -1,13 +1,15 @@
 """Every registered proxy on NAS-Bench-201 networks: time per proxy, and an acceptance run.
 
 Timing (default): a few seeded archs at C=16, N=5, 3x32x32, batch 64. Each proxy's time
-is the median over the archs of one call after a warm-up, printed beside the time of
-one batched forward+backward of the same batch (cross-entropy, train mode) measured in
-the same process, as a ratio.
+is the median over the archs of one call (after one warm-up call of every proxy on two
+samples of the first arch), printed beside the median time of one batched
+forward+backward of the same batch (cross-entropy, train mode) measured in the same
+process, as a ratio.
 
-Acceptance (--acceptance): every proxy on `--archs` seeded archs (50 by default there,
-batch 16); counts finite values, NaN-with-reason and exceptions per proxy. The seed, the
-arch sample and the settings are printed.
+Acceptance (--acceptance): every proxy on `--archs` archs (50 by default there, batch
+16), a sample of `nb201.all_archs()` drawn with `--seed`; counts finite values,
+NaN-with-reason and exceptions per proxy, and checks each network's state dict is
+unchanged. Settings and seed are printed.
 
     python bench/bench_proxies.py [--archs 3] [--batch 64] [--threads 2] [--seed 0]
     python bench/bench_proxies.py --acceptance [--archs 50] [--batch 16]
@@ -69,10 +71,12 @@ def run_timing(args, archs):
     times = {name: [] for name in ["fwd+bwd", *proxies.names()]}
     for k, arch in enumerate(tqdm(archs, desc="archs")):
         net, x, y = build(arch, args, args.seed + k)
-        batched_forward_backward(net, x, y)  # warm-up
+        if k == 0:  # warm-up of every code path, on two samples
+            batched_forward_backward(net, x[:2], y[:2])
+            for name in proxies.names():
+                proxies.compute(name, net, x[:2], y[:2])
         times["fwd+bwd"].append(timed(lambda: batched_forward_backward(net, x, y))[0])
         for name in proxies.names():
-            proxies.compute(name, net, x, y)  # warm-up
             times[name].append(timed(lambda: proxies.compute(name, net, x, y))[0])
     base = statistics.median(times["fwd+bwd"])
     print(f"\nNB201 C={args.C} N={args.N}, 3x32x32, batch {args.batch}, {len(archs)} archs "

@@ -1,5 +1,5 @@
 """Fisher pruning score as a zero-cost proxy (Theis et al., ECCV 2018; Turner et al.,
-ICLR 2020; Abdelfattah et al., ICLR 2021, §3)."""
+ICLR 2020; Abdelfattah et al., ICLR 2021, "Zero-Cost Proxies for Lightweight NAS")."""
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,5 @@
 """FLOPs (multiply-accumulates) of one forward pass, the compute baseline of the
-zero-cost-proxy literature (Abdelfattah et al., ICLR 2021, §4; NAS-Bench-201's "flops")."""
+zero-cost-proxy literature (Abdelfattah et al., ICLR 2021; NAS-Bench-201's "flops")."""
 from __future__ import annotations
 
 import math

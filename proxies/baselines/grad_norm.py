@@ -1,4 +1,4 @@
-"""grad_norm (Abdelfattah et al., ICLR 2021, "Zero-Cost Proxies for Lightweight NAS", §3)."""
+"""grad_norm (Abdelfattah et al., ICLR 2021, "Zero-Cost Proxies for Lightweight NAS")."""
 from __future__ import annotations
 
 from collections.abc import Sequence

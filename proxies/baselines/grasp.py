@@ -1,4 +1,5 @@
-"""GraSP as a zero-cost proxy (Wang et al., ICLR 2020; Abdelfattah et al., ICLR 2021, §3)."""
+"""GraSP as a zero-cost proxy (Wang et al., ICLR 2020; Abdelfattah et al., ICLR 2021,
+"Zero-Cost Proxies for Lightweight NAS")."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,8 @@ def grasp(
     θ runs over the Conv/Linear weights (params="weights", the foresight selection); H is
     the Hessian with respect to those weights only, the rest held fixed. H g is the
     gradient of ⟨∂L/∂θ, stop_grad(g)⟩ (reverse over reverse, as the foresight code does).
-    Sign: foresight's, −θ ⊙ Hg summed, which Abdelfattah et al. report as positively
-    correlated with accuracy; so higher = better. BatchNorm in training mode when
+    Sign: foresight's, −θ ⊙ Hg summed (their code adds the minus because accuracy
+    correlated negatively with +θ ⊙ Hg); so higher = better. BatchNorm in training mode when
     `train_mode`; the model is left as it was.
 
     Example:

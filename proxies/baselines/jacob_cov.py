@@ -1,4 +1,5 @@
-"""jacob_cov (Mellor et al., 2020, "NAS without training" v1; Abdelfattah et al., ICLR 2021, §3)."""
+"""jacob_cov (Mellor et al., 2020, "Neural Architecture Search without Training", v1;
+Abdelfattah et al., ICLR 2021, "Zero-Cost Proxies for Lightweight NAS")."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""NASWOT (Mellor et al., ICML 2021, "Neural Architecture Search without Training", §3)."""
+"""NASWOT (Mellor et al., ICML 2021, "Neural Architecture Search without Training")."""
 from __future__ import annotations
 
 import torch
@@ -46,7 +46,7 @@ def naswot(
     *,
     train_mode: bool = True,
 ) -> float:
-    """naswot = log |K_H|,  K_H[i, j] = N_A − d_H(c_i, c_j)  (Mellor et al., 2021, Eq. 2).
+    """naswot = log |K_H|,  K_H[i, j] = N_A − d_H(c_i, c_j)  (Mellor et al., 2021).
 
     c_i is the binary activation code of sample i over all ReLU units (see
     `relu_code_kernel`): the authors' code hooks every ReLU module and reads the sign of

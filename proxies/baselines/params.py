@@ -1,5 +1,5 @@
 """Parameter count, the size baseline of the zero-cost-proxy literature (Abdelfattah et
-al., ICLR 2021, §4; NAS-Bench-201 reports it as "params")."""
+al., ICLR 2021; NAS-Bench-201 reports it as "params")."""
 from __future__ import annotations
 
 import torch.nn.functional as F

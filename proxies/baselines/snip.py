@@ -1,4 +1,5 @@
-"""SNIP as a zero-cost proxy (Lee et al., ICLR 2019; Abdelfattah et al., ICLR 2021, §3)."""
+"""SNIP as a zero-cost proxy (Lee et al., ICLR 2019; Abdelfattah et al., ICLR 2021,
+"Zero-Cost Proxies for Lightweight NAS")."""
 from __future__ import annotations
 
 from collections.abc import Sequence

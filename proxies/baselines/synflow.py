@@ -1,4 +1,5 @@
-"""SynFlow as a zero-cost proxy (Tanaka et al., NeurIPS 2020; Abdelfattah et al., ICLR 2021, §3)."""
+"""SynFlow as a zero-cost proxy (Tanaka et al., NeurIPS 2020; Abdelfattah et al.,
+ICLR 2021, "Zero-Cost Proxies for Lightweight NAS")."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
 """Zen-score (Lin et al., ICCV 2021, "Zen-NAS: A Zero-Shot NAS for High-Performance
-Image Recognition", §3.3, Algorithm 1)."""
+Image Recognition")."""
 from __future__ import annotations
 
 import math
@@ -66,7 +66,7 @@ def zen(
     train_mode: bool = True,
     output_selector=None,
 ) -> float:
-    """zen = log Δ + Σ_i log σ̄_i  (Zen-NAS, Eq. 6–7 and Algorithm 1).
+    """zen = log Δ + Σ_i log σ̄_i  (Zen-NAS, the Zen-score).
 
     Δ = mean_n ‖φ(x_n) − φ(x_n + α ε_n)‖₁ with x, ε ~ N(0, 1) of the shape of `inputs`
     (the L1 norm over the pre-pooling feature map, as the authors' code computes it; the

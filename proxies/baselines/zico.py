@@ -1,5 +1,5 @@
 """ZiCo (Li et al., ICLR 2023, "ZiCo: Zero-shot NAS via Inverse Coefficient of Variation
-on Gradients", §3.3, Eq. 9)."""
+on Gradients")."""
 from __future__ import annotations
 
 import math
