@@ -211,6 +211,7 @@ def run_section() -> Schema:
         "executor": Field(str, default="local", choices=("local", "ray")),
         "workers": Field(int, default=1, ge=1),
         "ray_address": Field(str, default=None, doc="address of an existing Ray cluster"),
+        "threads_per_job": Field(int, default=None, ge=1, doc="default: cores // workers"),
     })
 
 

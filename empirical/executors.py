@@ -38,14 +38,14 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from tqdm.auto import tqdm
 
-from empirical.plan import Job, to_json_data
+from empirical.plan import Job, expand, to_json_data
 from empirical.store import ResultsStore
 
-__all__ = ["FAILURE_KEY", "RunSummary", "available_cores", "failure", "run_jobs"]
+__all__ = ["FAILURE_KEY", "RunSummary", "available_cores", "failure", "run_experiment", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,30 @@ def run_jobs(
     finally:
         bar.close()
     return RunSummary(total=total, skipped=skipped, ok=counts["ok"], failed=counts["failed"])
+
+
+def run_experiment(
+    config: Mapping[str, Any],
+    job_fn: Callable[[Job], dict],
+    run_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    retry_failed: bool = False,
+) -> RunSummary:
+    """`expand` a validated config and `run_jobs` it into ``<run_dir>/results.sqlite``.
+
+    The executor settings come from the config's ``[run]`` table (see
+    `empirical.config.run_section`: executor, workers, ray_address); absent keys take
+    run_jobs' defaults.  Rerunning with the same config and run_dir resumes.
+    """
+    settings = dict(config.get("run") or {})
+    unknown = set(settings) - {"executor", "workers", "ray_address", "threads_per_job"}
+    if unknown:
+        raise ValueError(f"run: unknown key(s) {sorted(unknown)}; allowed: executor, workers, "
+                         "ray_address, threads_per_job")
+    with ResultsStore(run_dir) as store:
+        return run_jobs(expand(config), job_fn, store, progress=progress, retry_failed=retry_failed,
+                        **{k: v for k, v in settings.items() if v is not None})
 
 
 def _run_pool(todo: list[Job], job_fn, finish, workers: int, threads: int) -> None:

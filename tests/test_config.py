@@ -57,7 +57,7 @@ def test_validate_normalises_and_fills_defaults():
     assert cfg["optim"]["lr"] == 1.0 and isinstance(cfg["optim"]["lr"], float)
     assert isinstance(cfg["model"]["depth"], Grid) and cfg["model"]["depth"] == [1, 2]
     assert cfg["optim"]["solver"] == Grid(["gd"])  # a scalar on a grid key is a 1-point axis
-    assert cfg["run"] == {"executor": "local", "workers": 1, "ray_address": None}
+    assert cfg["run"] == {"executor": "local", "workers": 1, "ray_address": None, "threads_per_job": None}
     assert get(cfg, "data.n") == 32
 
 

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from empirical.executors import FAILURE_KEY, RunSummary, available_cores, failure, run_jobs
+from empirical.executors import FAILURE_KEY, RunSummary, available_cores, failure, run_experiment, run_jobs
 from empirical.plan import Job, expand
 from empirical.store import ResultsStore
 from tests.helpers_jobs import dies_job, mixed_job, toy_config, toy_job
@@ -94,6 +94,17 @@ def test_resume_skips_stored_jobs_and_retry_replaces_failures(tmp_path):
         # A retry reruns the failed jobs only; they still fail, and their rows are replaced, not added.
         retried = run_jobs(jobs, mixed_job, store, progress=False, retry_failed=True)
         assert retried == RunSummary(total=11, skipped=8, ok=0, failed=3) and len(store) == 11
+
+
+def test_run_experiment_takes_its_settings_from_the_run_table(tmp_path):
+    config = dict(toy_config(4), run={"executor": "local", "workers": 1, "ray_address": None})
+    assert run_experiment(config, toy_job, tmp_path, progress=False) == RunSummary(4, 0, 4, 0)
+    assert run_experiment(config, toy_job, tmp_path, progress=False) == RunSummary(4, 4, 0, 0)
+    with ResultsStore(tmp_path, create=False) as store:
+        assert {r["hash"] for r in store.rows()} == {j.job_hash for j in expand(config)}
+        assert store.rows()[0]["config"]["run"]["workers"] == 1
+    with pytest.raises(ValueError, match=re.escape("run: unknown key(s) ['worker']")):
+        run_experiment(dict(config, run={"worker": 2}), toy_job, tmp_path, progress=False)
 
 
 def test_bad_arguments_are_rejected(tmp_path):
