@@ -421,7 +421,7 @@ def test_bad_input_raises_clear_value_error():
 # ---------------------------------------------------------------- NAS-Bench-201
 
 
-def test_all_proxies_run_on_nb201(caplog):
+def test_all_proxies_run_on_nb201():
     nb201 = pytest.importorskip("empirical.spaces.nb201")
     rng = np.random.default_rng(0)
     archs = list(rng.choice(nb201.all_archs(), size=5, replace=False))
@@ -432,7 +432,15 @@ def test_all_proxies_run_on_nb201(caplog):
             value = proxies.compute(name, net, x, y)
             assert math.isfinite(value) or math.isnan(value), (arch, name, value)
 
-    empty = nb201.build("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", C=8, N=1)
+
+@pytest.mark.parametrize("arch", [
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # all-none cell
+    "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # node 1 reached, no path to node 3
+])
+def test_nb201_without_a_path_gives_nan_with_reason(arch, caplog):
+    nb201 = pytest.importorskip("empirical.spaces.nb201")
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    empty = nb201.build(arch, C=8, N=1)
     with caplog.at_level(logging.WARNING, logger="proxies.baselines"):
         values = {name: proxies.compute(name, empty, x, y) for name in proxies.names()}
     undefined = {name for name, v in values.items() if math.isnan(v)}

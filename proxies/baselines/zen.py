@@ -120,10 +120,16 @@ def zen(
 
     def features(params, x, record_variance):
         captured["feature"].clear()
-        hooks = ([feature] if feature is not None else [], norms if record_variance else [])
-        with forward_hooks(hooks[0], capture_feature), forward_hooks(hooks[1], capture_variance):
+        feature_modules = [feature] if feature is not None else []
+        with forward_hooks(feature_modules, capture_feature), \
+                forward_hooks(norms if record_variance else [], capture_variance):
             out = functional_call(model, (params, private_buffers(buffers)), (x,))
-        return captured["feature"][-1] if feature is not None else select_output(out, output_selector)
+        if feature is None:
+            return select_output(out, output_selector)
+        if not captured["feature"]:
+            raise ValueError("the feature module was not called in the forward pass; "
+                             "name one that is with feature_module=")
+        return captured["feature"][-1]
 
     scores = []
     with torch.no_grad(), training_mode(model, train_mode):
