@@ -177,13 +177,13 @@ def sample_wise_optima(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
     run_chunk = _CHUNK_RUNNERS[solver]
-    evaluate = _make_evaluator(solver, forward, resolved_loss)
+    evaluate, gn_step = _make_evaluator(solver, forward, resolved_loss)
     results = []
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
         log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
         results.append(
-            run_chunk(evaluate, theta0, buffers, inputs[start:stop], targets[start:stop], options)
+            run_chunk(evaluate, gn_step, theta0, buffers, inputs[start:stop], targets[start:stop], options)
         )
     fields = {key: torch.cat([r[key] for r in results]) for key in results[0]}
     extra = {key: fields.pop(key) for key in list(fields) if key not in _CORE_FIELDS}
@@ -207,21 +207,13 @@ _CORE_FIELDS = ("theta", "loss", "grad_norm", "iterations", "converged")
 
 
 def _make_evaluator(solver: str, forward, resolved_loss: ResolvedLoss):
-    """A batched ``evaluate(theta (c, m), bufs, x, y) -> dict`` of what the solver needs."""
-    if solver == "gauss_newton":
+    """Batched ``evaluate(theta (c, m), bufs, x, y) -> {"loss", "grad"}`` and, for
+    ``gauss_newton``, the batched step ``gn_step(theta, bufs, x, y, eps) -> new theta``.
 
-        def residual_with_aux(theta, bufs, x, y):
-            r = residual(forward(theta, bufs, x), y.unsqueeze(0))
-            return r, r
-
-        jac = vmap(jacrev(residual_with_aux, has_aux=True))
-
-        def evaluate(theta, bufs, x, y):
-            J, r = jac(theta, bufs, x, y)  # (c, k, m), (c, k)
-            g = (J.mT @ r.unsqueeze(-1)).squeeze(-1)  # ∇ ½‖r‖² = Jᵀ r
-            return {"loss": 0.5 * r.square().sum(-1), "grad": g, "J": J, "r": r}
-
-        return evaluate
+    The Jacobian is only formed for samples that take a step: convergence is checked
+    on ‖∇l_i‖ = ‖J_iᵀr_i‖ from one backward pass, which spares the k-row Jacobian at the
+    final iterate.
+    """
 
     def sample_loss(theta, bufs, x, y):
         return resolved_loss.fn(forward(theta, bufs, x), y.unsqueeze(0))
@@ -232,7 +224,21 @@ def _make_evaluator(solver: str, forward, resolved_loss: ResolvedLoss):
         g, value = value_grad(theta, bufs, x, y)
         return {"loss": value, "grad": g}
 
-    return evaluate
+    if solver != "gauss_newton":
+        return evaluate, None
+
+    def residual_with_aux(theta, bufs, x, y):
+        r = residual(forward(theta, bufs, x), y.unsqueeze(0))
+        return r, r
+
+    jac = vmap(jacrev(residual_with_aux, has_aux=True))
+
+    def gn_step(theta, bufs, x, y, eps):
+        J, r = jac(theta, bufs, x, y)  # (c, k, m), (c, k)
+        gram = J @ J.mT + eps * torch.eye(J.shape[-2], dtype=J.dtype)
+        return theta - (J.mT @ torch.linalg.solve(gram, r).unsqueeze(-1)).squeeze(-1)
+
+    return evaluate, gn_step
 
 
 def _stop_and_direction(solver: str, theta: Tensor, ev: dict, theta0: Tensor, opts: dict):
@@ -249,16 +255,8 @@ def _stop_and_direction(solver: str, theta: Tensor, ev: dict, theta0: Tensor, op
     return ev["grad_norm"] <= opts["tol"], ev["grad"], None
 
 
-def _take_step(solver: str, theta: Tensor, direction: Tensor, ev: dict, opts: dict) -> Tensor:
-    if solver == "gauss_newton":
-        J, r = ev["J"], ev["r"]
-        gram = J @ J.mT + opts["eps"] * torch.eye(J.shape[-2], dtype=J.dtype)
-        return theta - (J.mT @ torch.linalg.solve(gram, r).unsqueeze(-1)).squeeze(-1)
-    return theta.add_(direction, alpha=-opts["lr"])
-
-
 def _make_chunk_runner(solver: str):
-    def run(evaluate, theta0, buffers, x, y, opts):
+    def run(evaluate, gn_step, theta0, buffers, x, y, opts):
         c = x.shape[0]
         theta = theta0.unsqueeze(0).repeat(c, 1)
         loss = torch.full((c,), float("nan"), dtype=theta0.dtype)
@@ -294,8 +292,11 @@ def _make_chunk_runner(solver: str):
                     if not keep.any():
                         break
                     idx, th, xs, ys, direction = idx[keep], th[keep], xs[keep], ys[keep], direction[keep]
-                    ev = {key: v[keep] for key, v in ev.items()}
-                th = _take_step(solver, th, direction, ev, opts)
+                if gn_step is not None:
+                    bufs = {key: b.unsqueeze(0).expand(len(idx), *b.shape).clone() for key, b in buffers.items()}
+                    th = gn_step(th, bufs, xs, ys, opts["eps"])
+                else:
+                    th = th.add_(direction, alpha=-opts["lr"])
         out = {
             "theta": theta, "loss": loss, "grad_norm": grad_norm,
             "iterations": iterations, "converged": converged, "diverged": diverged,
