@@ -433,6 +433,14 @@ def test_all_proxies_run_on_nb201():
             assert math.isfinite(value) or math.isnan(value), (arch, name, value)
 
 
+def test_zen_finite_with_a_dead_branch():
+    nb201 = pytest.importorskip("empirical.spaces.nb201")
+    # node 1 = none(x) = 0 feeds a 3x3 conv whose BatchNorm sees a constant input.
+    net = nb201.build("|none~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+                      C=8, N=1)
+    assert math.isfinite(proxies.compute("zen", net, torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)))
+
+
 @pytest.mark.parametrize("arch", [
     "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # all-none cell
     "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # node 1 reached, no path to node 3

@@ -26,41 +26,38 @@ def channel_saliencies(
 
     Computed as ∂L/∂m_{nk} of a multiplicative channel gate a ↦ a ⊙ (1 + m), at m = 0,
     placed on each layer's output by a forward hook (removed afterwards). L is the loss
-    of the whole batch. Layers the forward pass never calls are absent.
+    of the whole batch.
     """
     validate_batch(inputs, targets)
     layers = weight_layers(model)
+    modules = [m for _, m in layers]
     params, buffers = functional_view(model)
     gates: dict[int, Tensor] = {}
-    widths: dict[int, int] = {}
-
-    def probe(i, module):
-        def hook(mod, args, output):
-            widths[i] = output.shape[-1] if isinstance(mod, nn.Linear) else output.shape[1]
-        return hook
 
     def gate(i, module):
         def hook(mod, args, output):
             return output * (1 + _mask_view(gates[i], output, mod))
         return hook
 
-    modules = [m for _, m in layers]
-    with torch.no_grad(), forward_hooks(modules, probe):
-        out = functional_call(model, (params, private_buffers(buffers)), (inputs,))
-        _check_class_targets(select_output(out, output_selector), targets, loss_fn)
-
     def loss_of_gates(masks: dict[int, Tensor]) -> Tensor:
         gates.clear()
         gates.update(masks)
-        out = functional_call(model, (params, private_buffers(buffers)), (inputs,))
-        return loss_fn(select_output(out, output_selector), targets)
+        out = select_output(
+            functional_call(model, (params, private_buffers(buffers)), (inputs,)), output_selector
+        )
+        _check_class_targets(out, targets, loss_fn)
+        return loss_fn(out, targets)
 
-    called = list(widths)
     n = inputs.shape[0]
-    zeros = {i: inputs.new_zeros(n, widths[i], dtype=modules[i].weight.dtype) for i in called}
-    with forward_hooks([modules[i] for i in called], lambda j, m: gate(called[j], m)):
+    zeros = {
+        i: inputs.new_zeros(n, m.out_features if isinstance(m, nn.Linear) else m.out_channels,
+                            dtype=m.weight.dtype)
+        for i, m in enumerate(modules)
+    }
+    with forward_hooks(modules, gate):
         g = grad(loss_of_gates)(zeros)
-    return {layers[i][0]: g[i] for i in called}
+    # A layer the forward pass never calls gets an all-zero gate gradient: saliency 0.
+    return {name: g[i] for i, (name, _) in enumerate(layers)}
 
 
 @register("fisher")

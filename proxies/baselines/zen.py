@@ -10,7 +10,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from proxies.baselines._common import forward_hooks, private_buffers, training_mode, undefined
+from proxies.baselines._common import (
+    forward_hooks, logger, private_buffers, training_mode, undefined,
+)
 from proxies.engine import functional_view, select_output, validate_batch
 from proxies.registry import register
 
@@ -75,8 +77,10 @@ def zen(
     or the network output if it has none. σ̄_i = sqrt(mean_j σ²_{i,j}) for each BatchNorm
     call i on x, σ²_{i,j} the (biased) mini-batch variance of its channel j: the paper's
     rescaling term (the authors' code reads `running_var` after the forward passes
-    instead). A network without BatchNorm has an empty rescaling sum: the score is
-    log Δ, which the paper's argument supports (nothing rescales the features).
+    instead). A BatchNorm call whose input is constant (σ̄ = 0: a dead branch, e.g. a
+    convolution fed only by NAS-Bench-201's `none` op) rescales no signal and is left
+    out of the sum rather than making the score log 0. A network without BatchNorm has
+    an empty rescaling sum: the score is log Δ (nothing rescales the features).
 
     With `gaussian_init` (default, as Zen-NAS) the score is taken at a fresh Gaussian
     initialisation (`gaussian_parameters`), not at the model's own weights; with
@@ -85,8 +89,8 @@ def zen(
     `repeat` > 1 averages that many independent draws. BatchNorm in training mode when
     `train_mode`; hooks are removed and the model is left as it was. Higher = better.
 
-    Undefined, NaN with a logged reason: Δ = 0 (the output does not depend on the input)
-    or a BatchNorm layer whose input is constant (σ̄ = 0), or a non-finite result.
+    Undefined, NaN with a logged reason: Δ = 0 (the features do not depend on the
+    input), or a non-finite result.
 
     Example:
         >>> import torch
@@ -144,9 +148,11 @@ def zen(
             if not delta > 0:
                 return undefined("zen", f"Δ = {delta}: the features do not depend on the input")
             variances = [float(v) for v in captured["variance"]]
-            if any(not v > 0 for v in variances):
-                return undefined("zen", "a BatchNorm layer receives a constant input (σ̄ = 0)")
-            score = math.log(delta) + sum(0.5 * math.log(v) for v in variances)
+            live = [v for v in variances if v > 0]
+            if len(live) < len(variances):
+                logger.debug("zen: %d BatchNorm calls on a constant input left out",
+                             len(variances) - len(live))
+            score = math.log(delta) + sum(0.5 * math.log(v) for v in live)
             if not math.isfinite(score):
                 return undefined("zen", f"the score is {score} (overflow)")
             scores.append(score)
