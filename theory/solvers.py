@@ -12,7 +12,9 @@ Solvers (the table of §2):
 - ``gauss_newton`` (loss="mse" only): ``θ ← θ + Δ``, ``Δ = −J_iᵀ(J_iJ_iᵀ + εI)⁻¹ r_i`` with
   ``r_i = f_θ(x_i) − y_i`` and ``J_i = ∂r_i/∂θ``; the min-norm step towards the zero-loss
   manifold. Options ``eps`` (1e-10), ``max_iter`` (50), ``tol`` (stop when
-  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise).
+  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise). The gradient for the
+  check comes from one backward pass; the k × m Jacobian is formed only for the samples
+  that take a step.
 - ``gd``: ``θ ← θ − lr ∇l_i(θ)`` from θ_0 until ``‖∇l_i‖ ≤ tol``. Options ``lr`` (0.01),
   ``max_iter`` (10000), ``tol`` (1e-8 in float64, 1e-5 otherwise).
 - ``proximal``: ``argmin_θ l_i(θ) + (λ/2)‖θ − θ_0‖²`` by gradient descent on that objective
@@ -21,7 +23,8 @@ Solvers (the table of §2):
 - ``eps_stop``: the first point of the ``gd`` path with ``l_i ≤ eps``; ``converged`` means ε
   was reached. Options ``eps`` (0.01), ``lr`` (0.01), ``max_iter`` (10000).
 
-Every solver stops a sample whose loss becomes non-finite (``extra["diverged"]``, not
+The gradient solvers converge only for ``lr`` below ``2/β_i`` (β_i the smoothness of the
+objective near the path); every solver stops a sample whose loss becomes non-finite (``extra["diverged"]``, not
 converged).
 
 **BatchNorm and buffers.** Each sample's forward pass is run alone (a batch of one), with
