@@ -106,3 +106,5 @@ def test_params_subset_tol_and_errors():
         sign_side_agreement(model, X, Y, only_last, loss="mse", params="all")
     with pytest.raises(ValueError, match="tol"):
         sign_side_agreement(model, X, Y, opt, loss="mse", tol=-1.0)
+    with pytest.raises(ValueError, match="rows"):
+        sign_side_agreement(model, X[:4], Y[:4], opt, loss="mse")

@@ -51,6 +51,11 @@ def sign_side_agreement(
     """
     if tol < 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
+    if inputs.shape[0] != optima.n or targets.shape[0] != optima.n:
+        raise ValueError(
+            f"inputs/targets have {inputs.shape[0]}/{targets.shape[0]} rows but optima has "
+            f"{optima.n} samples: pass the data the optima were computed on"
+        )
     names = list(optima.param_names) if params is None else select_param_names(model, params)
     missing = [name for name in names if name not in optima.param_names]
     if missing:

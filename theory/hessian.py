@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +20,23 @@ from torch.func import functional_call, grad, jvp, vmap
 from proxies.engine import functional_view, select_output
 from theory.losses import resolve_loss
 
-FlatSampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class FlatSampleLoss:
+    """`fn(θ, buffers, x, y)`: the loss of one sample at flat θ, and the model's buffers.
+
+    Every vmapped evaluation gets its own copy of the buffers (`batched_buffers`), so that
+    BatchNorm in training mode, which writes its running statistics in place, neither fails
+    under vmap nor touches the caller's tensors; in training mode those statistics do not
+    influence the output.
+    """
+
+    fn: Callable[[Tensor, dict[str, Tensor], Tensor, Tensor], Tensor]
+    buffers: dict[str, Tensor]
+
+    def batched_buffers(self, count: int) -> dict[str, Tensor]:
+        return {k: b.unsqueeze(0).expand(count, *b.shape).clone() for k, b in self.buffers.items()}
 
 
 def flat_sample_loss(
@@ -29,10 +46,10 @@ def flat_sample_loss(
     loss: str | Callable[[Tensor, Tensor], Tensor],
     output_selector: Callable[[object], Tensor] | None = None,
 ) -> FlatSampleLoss:
-    """`l(θ, x, y)`: the loss of one sample (run alone, as a batch of one) at flat θ.
+    """The loss of one sample (run alone, as a batch of one) as a function of flat θ.
 
     θ covers `param_names` in order; other parameters and the buffers keep the model's
-    values. The caller's module is not touched.
+    values, in the model's current train/eval mode. The caller's module is not touched.
     """
     params, buffers = functional_view(model)
     unknown = [name for name in param_names if name not in params]
@@ -42,38 +59,43 @@ def flat_sample_loss(
     sizes = [math.prod(s) for s in param_shapes]
     loss_fn = resolve_loss(loss).fn
 
-    def sample_loss(theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def sample_loss(theta: Tensor, bufs: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         diff = {
             name: chunk.reshape(shape)
             for name, chunk, shape in zip(param_names, torch.split(theta, sizes), param_shapes)
         }
-        out = functional_call(model, ({**fixed, **diff}, buffers), (x.unsqueeze(0),))
+        # Cloned inside the function: grad/jvp refuse in-place writes to captured tensors.
+        bufs = {k: b.clone() for k, b in bufs.items()}
+        out = functional_call(model, ({**fixed, **diff}, bufs), (x.unsqueeze(0),))
         return loss_fn(select_output(out, output_selector), y.unsqueeze(0))
 
-    return sample_loss
+    return FlatSampleLoss(sample_loss, buffers)
 
 
-def batched_loss(fn: FlatSampleLoss, thetas: Tensor, xs: Tensor, ys: Tensor, chunk_size: int | None = None) -> Tensor:
+def batched_loss(loss: FlatSampleLoss, thetas: Tensor, xs: Tensor, ys: Tensor, chunk_size: int | None = None) -> Tensor:
     """`(B,)` losses l(θ_b, x_b, y_b)."""
     with torch.no_grad():
-        return vmap(fn, chunk_size=chunk_size)(thetas, xs, ys)
+        return vmap(loss.fn, chunk_size=chunk_size)(thetas, loss.batched_buffers(thetas.shape[0]), xs, ys)
 
 
-def batched_grad(fn: FlatSampleLoss, thetas: Tensor, xs: Tensor, ys: Tensor, chunk_size: int | None = None) -> Tensor:
+def batched_grad(loss: FlatSampleLoss, thetas: Tensor, xs: Tensor, ys: Tensor, chunk_size: int | None = None) -> Tensor:
     """`(B, m)` gradients ∇_θ l(θ_b, x_b, y_b)."""
-    return vmap(grad(fn), chunk_size=chunk_size)(thetas, xs, ys)
+    return vmap(grad(loss.fn), chunk_size=chunk_size)(thetas, loss.batched_buffers(thetas.shape[0]), xs, ys)
 
 
-def batched_hvp(fn: FlatSampleLoss, chunk_size: int | None = None) -> Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]:
+def batched_hvp(loss: FlatSampleLoss, chunk_size: int | None = None) -> Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]:
     """`hvp(thetas, xs, ys, vs) -> (B, m)`: H_b v_b with H_b = ∇²_θ l(θ_b, x_b, y_b).
 
     Forward-over-reverse: the directional derivative (jvp) of the gradient along v.
     """
 
-    def one(theta: Tensor, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
-        return jvp(lambda t: grad(fn)(t, x, y), (theta,), (v,))[1]
+    def one(theta: Tensor, bufs: dict[str, Tensor], x: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        return jvp(lambda t: grad(loss.fn)(t, bufs, x, y), (theta,), (v,))[1]
 
-    return vmap(one, chunk_size=chunk_size)
+    def hvp(thetas: Tensor, xs: Tensor, ys: Tensor, vs: Tensor) -> Tensor:
+        return vmap(one, chunk_size=chunk_size)(thetas, loss.batched_buffers(thetas.shape[0]), xs, ys, vs)
+
+    return hvp
 
 
 def _power_iteration(
