@@ -12,9 +12,12 @@ import sys
 
 # One line per subcommand module; keep the list sorted.
 COMMAND_MODULES = [
+    "empirical.commands.build_benchmark",
     "empirical.commands.demo",
     "empirical.commands.export",
+    "empirical.commands.figures",
     "empirical.commands.score",
+    "empirical.commands.validate",
 ]
 
 
