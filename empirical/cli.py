@@ -15,9 +15,7 @@ COMMAND_MODULES = [
     "empirical.commands.build_benchmark",
     "empirical.commands.demo",
     "empirical.commands.export",
-    "empirical.commands.figures",
     "empirical.commands.score",
-    "empirical.commands.validate",
 ]
 
 
