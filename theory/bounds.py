@@ -48,7 +48,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import sympy as sp
 import torch
 from torch import Tensor, nn
