@@ -95,16 +95,21 @@ def run_acceptance(args, archs):
     for k, arch in enumerate(tqdm(archs, desc="archs")):
         net, x, y = build(arch, args, args.seed + k)
         before = {key: v.clone() for key, v in net.state_dict().items()}
+        row = {}
         for name in proxies.names():
             try:
                 value = proxies.compute(name, net, x, y)
             except Exception as exc:  # the acceptance run reports failures instead of stopping
                 counts[name]["error"] += 1
                 errors.append(f"{name} on {arch}: {exc!r}")
+                row[name] = "error"
                 continue
             counts[name]["finite" if math.isfinite(value) else "nan"] += 1
+            row[name] = f"{value:.6g}"
         if any(not torch.equal(v, before[key]) for key, v in net.state_dict().items()):
             errors.append(f"state changed on {arch}")
+        # One line per arch as it finishes, so a stopped run still reports what it did.
+        tqdm.write(f"{k} {arch} " + " ".join(f"{n}={v}" for n, v in row.items()))
     elapsed = time.perf_counter() - start
     print(f"\nacceptance: {len(archs)} archs (seed {args.seed}), NB201 C={args.C} N={args.N}, "
           f"3x32x32, batch {args.batch}, {elapsed:.0f} s")
