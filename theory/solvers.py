@@ -156,19 +156,14 @@ def sample_wise_optima(
         raise ValueError(f"targets are {targets.dtype} but the model's parameters are {dtype}")
     options = _resolve_options(solver, dict(solver_options), dtype)
 
-    sizes = [math.prod(s) for s in shapes]
-
-    def unflatten(theta: Tensor) -> dict[str, Tensor]:
-        return {name: t.view(s) for name, t, s in zip(names, torch.split(theta, sizes), shapes)}
-
-    def forward(theta: Tensor, bufs: dict[str, Tensor], x: Tensor) -> Tensor:
-        out = functional_call(model, ({**fixed, **unflatten(theta)}, bufs), (x.unsqueeze(0),))
+    def forward(theta: dict[str, Tensor], bufs: dict[str, Tensor], x: Tensor) -> Tensor:
+        out = functional_call(model, ({**fixed, **theta}, bufs), (x.unsqueeze(0),))
         if not isinstance(out, Tensor):
             raise ValueError(f"model returned a {type(out).__name__}, not a tensor")
         return out
 
     with torch.no_grad():
-        probe = forward(theta0, {k: b.clone() for k, b in buffers.items()}, inputs[0])
+        probe = forward(diff, {k: b.clone() for k, b in buffers.items()}, inputs[0])
     targets = check_targets(resolved_loss, probe, targets)
 
     n, m = inputs.shape[0], theta0.numel()
@@ -186,7 +181,7 @@ def sample_wise_optima(
         stop = min(n, start + chunk_size)
         log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
         results.append(
-            run_chunk(evaluate, gn_step, theta0, buffers, inputs[start:stop], targets[start:stop], options)
+            run_chunk(evaluate, gn_step, diff, buffers, inputs[start:stop], targets[start:stop], options)
         )
     fields = {key: torch.cat([r[key] for r in results]) for key in results[0]}
     extra = {key: fields.pop(key) for key in list(fields) if key not in _CORE_FIELDS}
@@ -210,12 +205,13 @@ _CORE_FIELDS = ("theta", "loss", "grad_norm", "iterations", "converged")
 
 
 def _make_evaluator(solver: str, forward, resolved_loss: ResolvedLoss):
-    """Batched ``evaluate(theta (c, m), bufs, x, y) -> {"loss", "grad"}`` and, for
+    """Batched ``evaluate(theta, bufs, x, y) -> {"loss", "grad"}`` and, for
     ``gauss_newton``, the batched step ``gn_step(theta, bufs, x, y, eps) -> new theta``.
 
-    The Jacobian is only formed for samples that take a step: convergence is checked
-    on ‖∇l_i‖ = ‖J_iᵀr_i‖ from one backward pass, which spares the k-row Jacobian at the
-    final iterate.
+    ``theta`` and gradients are dicts ``name -> (c, *shape)``: keeping parameters apart
+    (no flat vector inside the loop) spares a concatenation of every per-sample gradient
+    and Jacobian. The Jacobian is only formed for samples that take a step: convergence
+    is checked on ‖∇l_i‖ = ‖J_iᵀr_i‖ from one backward pass.
     """
 
     def sample_loss(theta, bufs, x, y):
@@ -237,23 +233,31 @@ def _make_evaluator(solver: str, forward, resolved_loss: ResolvedLoss):
     jac = vmap(jacrev(residual_with_aux, has_aux=True))
 
     def gn_step(theta, bufs, x, y, eps):
-        J, r = jac(theta, bufs, x, y)  # (c, k, m), (c, k)
-        gram = J @ J.mT + eps * torch.eye(J.shape[-2], dtype=J.dtype)
-        return theta - (J.mT @ torch.linalg.solve(gram, r).unsqueeze(-1)).squeeze(-1)
+        J, r = jac(theta, bufs, x, y)  # name -> (c, k, *shape), (c, k)
+        rows = {name: j.flatten(2) for name, j in J.items()}
+        gram = sum(j @ j.mT for j in rows.values())  # J Jᵀ = Σ_params J_p J_pᵀ
+        gram = gram + eps * torch.eye(r.shape[-1], dtype=r.dtype)
+        u = torch.linalg.solve(gram, r).unsqueeze(1)  # (c, 1, k)
+        return {name: theta[name] - (u @ rows[name]).view_as(theta[name]) for name in theta}
 
     return evaluate, gn_step
 
 
-def _stop_and_direction(solver: str, theta: Tensor, ev: dict, theta0: Tensor, opts: dict):
+def _norm(tensors: dict[str, Tensor]) -> Tensor:
+    """Per-sample Euclidean norm over all parameters: (c,)."""
+    return sum(t.flatten(1).square().sum(1) for t in tensors.values()).sqrt()
+
+
+def _stop_and_direction(solver: str, theta: dict, ev: dict, theta0: dict, opts: dict):
     """At the evaluated θ: (stopping criterion met, step direction, proximal residual norm).
 
-    The direction is what is subtracted from θ (times ``lr`` for the gradient solvers).
+    The direction is what is subtracted from θ, times ``lr``.
     """
     if solver == "eps_stop":
         return ev["loss"] <= opts["eps"], ev["grad"], None
     if solver == "proximal":
-        prox_grad = ev["grad"] + opts["lam"] * (theta - theta0)
-        prox = prox_grad.norm(dim=-1)
+        prox_grad = {k: g + opts["lam"] * (theta[k] - theta0[k]) for k, g in ev["grad"].items()}
+        prox = _norm(prox_grad)
         return prox <= opts["tol"], prox_grad, prox
     return ev["grad_norm"] <= opts["tol"], ev["grad"], None
 
@@ -261,8 +265,9 @@ def _stop_and_direction(solver: str, theta: Tensor, ev: dict, theta0: Tensor, op
 def _make_chunk_runner(solver: str):
     def run(evaluate, gn_step, theta0, buffers, x, y, opts):
         c = x.shape[0]
-        theta = theta0.unsqueeze(0).repeat(c, 1)
-        loss = torch.full((c,), float("nan"), dtype=theta0.dtype)
+        dtype = next(iter(theta0.values())).dtype
+        theta = torch.cat([p.reshape(1, -1) for p in theta0.values()], dim=1).repeat(c, 1)
+        loss = torch.full((c,), float("nan"), dtype=dtype)
         grad_norm = torch.full_like(loss, float("nan"))
         prox_norm = torch.full_like(loss, float("nan"))
         iterations = torch.zeros(c, dtype=torch.long)
@@ -270,20 +275,21 @@ def _make_chunk_runner(solver: str):
         diverged = torch.zeros(c, dtype=torch.bool)
         # Working set: the samples still running, compacted whenever some of them stop, so
         # finished samples cost nothing. All of them have taken `it` steps.
-        idx, th, xs, ys = torch.arange(c), theta.clone(), x, y
+        idx, xs, ys = torch.arange(c), x, y
+        th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
         for it in range(opts["max_iter"] + 1):
             # Fresh per-sample buffer copies: training-mode BatchNorm writes its running
             # stats into these, and they are discarded.
             bufs = {key: b.unsqueeze(0).expand(len(idx), *b.shape).clone() for key, b in buffers.items()}
             with torch.no_grad():
                 ev = evaluate(th, bufs, xs, ys)
-                ev["grad_norm"] = ev["grad"].norm(dim=-1)
+                ev["grad_norm"] = _norm(ev["grad"])
                 done, direction, prox = _stop_and_direction(solver, th, ev, theta0, opts)
                 bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad_norm"])
                 stop = done | bad if it < opts["max_iter"] else torch.ones_like(done)
                 if stop.any():
                     rows = idx[stop]
-                    theta[rows] = th[stop]
+                    theta[rows] = torch.cat([p[stop].flatten(1) for p in th.values()], dim=1)
                     loss[rows] = ev["loss"][stop]
                     grad_norm[rows] = ev["grad_norm"][stop]
                     if prox is not None:
@@ -294,12 +300,14 @@ def _make_chunk_runner(solver: str):
                     keep = ~stop
                     if not keep.any():
                         break
-                    idx, th, xs, ys, direction = idx[keep], th[keep], xs[keep], ys[keep], direction[keep]
+                    idx, xs, ys = idx[keep], xs[keep], ys[keep]
+                    th = {k: p[keep] for k, p in th.items()}
+                    direction = {k: d[keep] for k, d in direction.items()}
                 if gn_step is not None:
                     bufs = {key: b.unsqueeze(0).expand(len(idx), *b.shape).clone() for key, b in buffers.items()}
                     th = gn_step(th, bufs, xs, ys, opts["eps"])
                 else:
-                    th = th.add_(direction, alpha=-opts["lr"])
+                    th = {k: p.add_(direction[k], alpha=-opts["lr"]) for k, p in th.items()}
         out = {
             "theta": theta, "loss": loss, "grad_norm": grad_norm,
             "iterations": iterations, "converged": converged, "diverged": diverged,
