@@ -4,8 +4,9 @@ Compares `proxies.gradsign` against
   (a) the reference-style loop: one forward+backward per sample, signs in numpy;
   (b) one batched forward+backward of the same batch (the floor any per-sample method
       is measured against).
-Peak memory of each method is measured in a fresh subprocess (ru_maxrss growth over the
-process after building the network and batch).
+Peak memory of each method is measured in a fresh subprocess: the growth of the peak
+resident set (VmHWM, reset through /proc/self/clear_refs after building the network and
+batch; ru_maxrss would carry the parent's high-water mark across exec).
 
     python bench/bench_gradsign.py [--batches 64 128] [--repeats 3] [--threads 2]
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -78,10 +78,19 @@ def best_time(fn, model, x, y, repeats):
 def peak_memory_child(method, batch, threads):
     torch.set_num_threads(threads)
     model, x, y = setup(batch)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_kib("VmRSS")
     METHODS[method](model, x, y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": (peak - base) / 1024}))
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def peak_memory(method, batch, threads):
