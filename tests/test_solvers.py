@@ -180,6 +180,25 @@ def test_batchnorm_model_is_not_mutated_and_samples_are_independent():
     assert int(alone.iterations[0]) == int(opt.iterations[4])
 
 
+def test_eval_mode_batchnorm1d_uses_running_stats_and_leaves_them():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 2)).to(DT)
+    with torch.no_grad():
+        model[1].running_mean.normal_()
+        model[1].running_var.uniform_(0.5, 2.0)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    X, Y = torch.randn(4, 5, dtype=DT), torch.randn(4, 2, dtype=DT)
+    opt = theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert opt.converged.all()
+    # The loss at θ*_i through the module itself (eval mode: running statistics) is zero.
+    for i in range(4):
+        out = torch.func.functional_call(model, opt.unflatten(opt.theta[i]), (X[i:i + 1],))
+        assert float(0.5 * (out - Y[i]).square().sum()) < 1e-18
+
+
 def test_params_subset_moves_only_selected():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).to(DT)
