@@ -115,20 +115,14 @@ def gradsign_sq(
     targets: Tensor,
     loss_fn=F.cross_entropy,
     *,
-    params: str | Sequence[str] = "weights",
     reduction: str = "sum",
-    chunk_size: int | None = None,
-    output_selector=None,
-    train_mode: bool = True,
+    **options,
 ) -> float:
     """gradsign_sq = Σ_k (Σ_i sign(∂_k l_i(θ_0)))²: theory.md §5, Proposition 3.
 
     Since 2 p_k q_k = (n² − s_k²)/2 counts the ordered pairs of samples whose optima lie on
-    opposite sides of θ_0 along k, a larger Σ_k s_k² means fewer split pairs. Same options
-    as `gradsign`.
+    opposite sides of θ_0 along k, a larger Σ_k s_k² means fewer split pairs. Options as
+    for `gradsign` (`params`, `chunk_size`, `output_selector`, `train_mode`).
     """
-    counts = sign_counts(
-        model, inputs, targets, loss_fn, params=params, chunk_size=chunk_size,
-        output_selector=output_selector, train_mode=train_mode,
-    )
+    counts = sign_counts(model, inputs, targets, loss_fn, **options)
     return _reduce([c * c for c in counts.values()], reduction)
