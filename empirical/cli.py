@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "empirical.commands.build_benchmark",
     "empirical.commands.demo",
     "empirical.commands.export",
+    "empirical.commands.repro",
     "empirical.commands.score",
 ]
 

@@ -1,0 +1,28 @@
+"""`gradsign repro ENTRY [options]`: run one paper-reproduction entry (`paper_repro`).
+
+`paper_repro` sits above `empirical` in the layering, so this command imports it only
+when it runs, by name, and hands it the rest of the command line; `empirical` itself
+never depends on it. `gradsign repro rank-correlation --toy` is
+`python -m paper_repro rank-correlation --toy`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "repro",
+        help="run a paper-reproduction entry (rank-correlation, batch-size, init, assisted-search, "
+             "landscape-illustration)",
+        description="Run one entry of paper_repro; options after ENTRY go to the entry "
+                    "(see `python -m paper_repro ENTRY --help`).",
+    )
+    parser.add_argument("entry", metavar="ENTRY", help="entry name, e.g. rank-correlation")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the entry's options, e.g. --toy")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    return importlib.import_module("paper_repro.__main__").main([args.entry, *args.options])
