@@ -4,6 +4,7 @@ Benchmarks (`load_benchmark`):
 
 * ``nb201-digits``: the shipped mini-benchmark (`empirical.benchmarks.nb201_digits`),
   ground truth ``test_acc`` (mean over its training seeds), networks at its own size.
+* ``nb201-file``: the user's NAS-Bench-201 file (`file_benchmark`), ``rank-correlation`` only.
 * ``toy``: a tiny *synthetic* table for tests and smoke runs: a seeded handful of
   NAS-Bench-201 cells (`toy_benchmark`) with a made-up accuracy, scored at C=4, N=1.
   Its numbers say nothing about GradSign; every report built on it says so.
@@ -27,7 +28,8 @@ import pandas as pd
 from empirical import provenance
 from empirical.spaces import nb201
 
-__all__ = ["Benchmark", "Report", "ROOT", "default_out", "format_ci", "load_benchmark", "score_store", "toy_benchmark"]
+__all__ = ["Benchmark", "Report", "ROOT", "default_out", "file_benchmark", "format_ci", "load_benchmark", "score_store",
+           "toy_benchmark"]
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_ROOT = Path(__file__).resolve().parent / "out"
@@ -50,6 +52,7 @@ class Benchmark:
     description: str
     synthetic: bool = False
     info: dict = field(default_factory=dict)
+    cifar_path: str | None = None
 
     @property
     def archs(self) -> list[str]:
@@ -101,6 +104,23 @@ def load_benchmark(name: str, *, toy_archs: int = 8, seed: int = 0) -> Benchmark
                    f"training seeds {seeds}")
     return Benchmark("nb201-digits", table, data=nb201_digits.DATA, C=nb201_digits.C, N=nb201_digits.N,
                      description=description, info=meta)
+
+
+def file_benchmark(path: str, *, dataset: str = "cifar10", allow_pickle: bool = False, C: int = 16, N: int = 5,
+                   cifar_path: str | None = None) -> Benchmark:
+    """The user's NAS-Bench-201 file (`empirical.benchmarks.nb201_api`): ground truth = its
+    200-epoch test accuracy on `dataset`; networks scored on CIFAR-10 images from
+    `cifar_path` if given, else on ``random-cifar`` (seeded Gaussian inputs of CIFAR shape)."""
+    from empirical.benchmarks import nb201_api
+
+    frame = nb201_api.accuracies(path, dataset=dataset, hp="200", allow_pickle=allow_pickle)
+    table = frame.assign(accuracy=frame["test_acc"] / 100.0)[["arch", "accuracy"]]
+    data = "cifar10" if cifar_path is not None else "random-cifar"
+    inputs = (f"CIFAR-10 images from {cifar_path}" if cifar_path is not None
+              else "random-cifar: seeded standard-normal 3×32×32 inputs with random labels (no CIFAR-10 given)")
+    return Benchmark("nb201-file", table.reset_index(drop=True), data=data, C=C, N=N, cifar_path=cifar_path,
+                     description=f"the user's NAS-Bench-201 file {path}: {len(table)} architectures, ground truth "
+                                 f"= 200-epoch test accuracy on {dataset}; proxies scored on {inputs}")
 
 
 def default_out(name: str) -> Path:

@@ -18,7 +18,8 @@ import pandas as pd
 
 from empirical.correlation import rank_correlations
 from paper_repro import paper_numbers
-from paper_repro.common import Benchmark, Report, default_out, format_ci, load_benchmark, score_store
+from paper_repro.common import (Benchmark, Report, default_out, file_benchmark, format_ci, load_benchmark,
+                                score_store)
 from paper_repro.registry import Entry, register
 from paper_repro.scores import score_archs
 from paper_repro.stats import RULE, claim_verdict, paired_spearman_difference
@@ -33,7 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=None, help="samples per proxy batch (default 64; --toy: 8)")
     parser.add_argument("--proxies", default=",".join(PROXIES), help="comma list; must include gradsign")
     parser.add_argument("--max-archs", type=int, default=None,
-                        help="score a seeded random subset of this many architectures (default: all)")
+                        help="score a seeded random subset of this many architectures (default: all of "
+                             "nb201-digits; 200 of a NAS-Bench-201 file)")
+    parser.add_argument("--nb201-file", metavar="PATH",
+                        help="also possible: the user's NAS-Bench-201 .pth file as the benchmark (ground truth: "
+                             "its 200-epoch test accuracy); networks at --nb201-C/--nb201-N on CIFAR-shaped inputs")
+    parser.add_argument("--nb201-dataset", default="cifar10", help="data set of the file's accuracies")
+    parser.add_argument("--cifar-path", metavar="DIR",
+                        help="CIFAR-10 python batches to score on (default: seeded random CIFAR-shaped inputs)")
+    parser.add_argument("--trust-file", action="store_true",
+                        help="allow full unpickling of the NAS-Bench-201 file (only for a file you trust)")
+    parser.add_argument("--nb201-C", type=int, default=16, help="channels of NB201 networks for --nb201-file")
+    parser.add_argument("--nb201-N", type=int, default=5, help="cells per stage for --nb201-file")
 
 
 def subset(bench: Benchmark, max_archs: int | None, seed: int) -> Benchmark:
@@ -47,7 +59,7 @@ def subset(bench: Benchmark, max_archs: int | None, seed: int) -> Benchmark:
     table = bench.table.iloc[rows].reset_index(drop=True)
     return Benchmark(bench.name, table, bench.data, bench.C, bench.N,
                      bench.description + f"; seeded subset of {max_archs} architectures (seed {seed})",
-                     bench.synthetic, bench.info)
+                     bench.synthetic, bench.info, bench.cifar_path)
 
 
 def correlation_table(scores: pd.DataFrame, accuracy: np.ndarray, proxy_names: list[str], *,
@@ -103,8 +115,13 @@ def run(args: argparse.Namespace) -> Path:
     if "gradsign" not in proxy_names or len(proxy_names) < 2:
         raise ValueError(f"--proxies must include gradsign and at least one other proxy, got {args.proxies!r}")
     batch = args.batch or (8 if args.toy else 64)
-    bench = load_benchmark("toy" if args.toy else args.benchmark, seed=args.seed)
-    bench = subset(bench, args.max_archs, args.seed)
+    if args.nb201_file:
+        bench = file_benchmark(args.nb201_file, dataset=args.nb201_dataset, allow_pickle=args.trust_file,
+                               C=args.nb201_C, N=args.nb201_N, cifar_path=args.cifar_path)
+        bench = subset(bench, args.max_archs or 200, args.seed)
+    else:
+        bench = load_benchmark("toy" if args.toy else args.benchmark, seed=args.seed)
+        bench = subset(bench, args.max_archs, args.seed)
     out = default_out(NAME) if args.out is None else args.out
     report = Report(out, "Rank correlation of gradient-based proxies with trained accuracy",
                     "Reproduces the paper's main tables (Table 2 for NAS-Bench-201: Spearman ρ over all "
@@ -112,13 +129,13 @@ def run(args: argparse.Namespace) -> Path:
                     f"test: \"{paper_numbers.MAIN_CLAIM}\".")
     scores = score_archs(bench.archs, proxy_names, store_dir=score_store(args, Path(out)), C=bench.C, N=bench.N,
                          data=bench.data, batch=batch, seed=args.seed, workers=args.workers,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, cifar_path=bench.cifar_path)
     table, differences = correlation_table(scores, bench.accuracy, proxy_names, n_boot=args.n_boot, seed=args.seed)
     verdict = claim_verdict(differences)
     report.settings({
         "benchmark": bench.description,
         "architectures scored": len(bench.table),
-        "network size": f"NB201 C={bench.C}, N={bench.N}, data {bench.data} (1×8×8 images, 10 classes)",
+        "network size": f"NB201 C={bench.C}, N={bench.N}, scored on data {bench.data}",
         "proxies": ", ".join(proxy_names) + " (registry defaults: `proxies.compute(name, model, x, y)`)",
         "proxy batch": f"{batch} training samples (one batch drawn with the seed, the same for every network)",
         "seed": f"{args.seed} (every network's θ_0 and its batch; one network per architecture)",
@@ -141,8 +158,10 @@ def run(args: argparse.Namespace) -> Path:
         f"{format_ci(best_other.spearman, (best_other.spearman_low, best_other.spearman_high))}.",
         f"Decision rule: {RULE}.",
         "† Paper column: " + paper_numbers.source_note(paper_numbers.spearman("gradsign")) +
-        ". The paper's networks are NB201 at C=16, N=5 trained 200 epochs on CIFAR-10; ours are "
-        f"C={bench.C}, N={bench.N} on digits, so only the ordering of proxies is comparable, not the values.",
+        ". The paper's networks are NB201 at C=16, N=5 trained 200 epochs on CIFAR-10, scored on CIFAR-10 "
+        f"batches; ours are C={bench.C}, N={bench.N} scored on {bench.data}"
+        + ("" if bench.name == "nb201-file" else ", so only the ordering of proxies is comparable, not the values")
+        + ".",
         *(["**The benchmark is SYNTHETIC (toy run): these numbers test the pipeline and say nothing about "
            "GradSign.**"] if bench.synthetic else []),
     )

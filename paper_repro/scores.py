@@ -1,6 +1,8 @@
 """Proxy scores of a benchmark's architectures, computed once and cached in a results store.
 
-One job per (arch, size, data, scoring batch n, initialisation scheme, proxies, seed):
+One job per (arch, size, data, scoring batch n, initialisation scheme, proxies, seed),
+written for the knobs of the ablations (the initialisation scheme), with the data of
+`empirical.space_scoring.load_scoring_data`:
 the network is built at θ_0 from ``seed`` (``torch.manual_seed(seed)`` before building,
 as `empirical.scoring.build_network` does), re-initialised by ``init`` if that is not
 ``default``, and scored on the first ``n`` samples of a ``seed``-seeded permutation of
@@ -20,7 +22,6 @@ BatchNorm keeps weight 1, bias 0 under every scheme.
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -30,10 +31,10 @@ import torch
 from torch import nn
 
 import proxies
-from empirical import data as datasets
 from empirical.executors import run_jobs
 from empirical.plan import Job, seeded
 from empirical.scoring import NetworkSpec, build_network, scoring_batch
+from empirical.space_scoring import load_scoring_data
 from empirical.store import ResultsStore
 
 __all__ = ["INITS", "KIND", "initialise", "score_job", "score_archs"]
@@ -61,15 +62,10 @@ def initialise(model: nn.Module, scheme: str) -> nn.Module:
     return model
 
 
-@functools.lru_cache(maxsize=4)
-def _split(name: str) -> datasets.DataSplit:
-    return datasets.load(name, seed=0)
-
-
 def score_job(job: Job) -> dict:
     """Scores of one network: ``{proxy: value, ..., "seconds": {proxy: s}}``."""
     p = job.params
-    split = _split(p["data"])
+    split = load_scoring_data(p["data"], p.get("cifar_path"))
     spec = NetworkSpec("nb201", arch=p["arch"], C=p["C"], N=p["N"])
     with seeded(job.seed):
         model = initialise(build_network(spec, split, job.seed), p["init"])
@@ -84,14 +80,17 @@ def score_job(job: Job) -> dict:
 
 
 def _key(params: dict, seed: int) -> tuple:
-    return (params["arch"], params["C"], params["N"], params["data"], params["batch"], params["init"], seed)
+    return (params["arch"], params["C"], params["N"], params["data"], params.get("cifar_path"), params["batch"],
+            params["init"], seed)
 
 
 def score_archs(archs: list[str], proxy_names: list[str], *, store_dir: str | os.PathLike, C: int, N: int,
                 data: str, batch: int, init: str = "default", seed: int = 0, workers: int = 1,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, cifar_path: str | None = None) -> pd.DataFrame:
     """One row per arch (in the given order) with a column per proxy, computing only what
-    the store at `store_dir` does not hold yet. Raises ValueError if a job failed."""
+    the store at `store_dir` does not hold yet. `data`: ``digits``, ``random-cifar`` or
+    ``cifar10`` (with `cifar_path`; `empirical.space_scoring.load_scoring_data`).
+    Raises ValueError if a job failed."""
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     for name in proxy_names:
@@ -102,6 +101,8 @@ def score_archs(archs: list[str], proxy_names: list[str], *, store_dir: str | os
             if row["kind"] == KIND:
                 cached.setdefault(_key(row["params"], row["seed"]), {}).update(row["result"])
         base = {"C": C, "N": N, "data": data, "batch": batch, "init": init, "proxies": list(proxy_names)}
+        if cifar_path is not None:
+            base["cifar_path"] = str(cifar_path)
         todo = [Job(KIND, {**base, "arch": arch}, seed) for arch in dict.fromkeys(archs)
                 if not set(proxy_names) <= set(cached.get(_key({**base, "arch": arch}, seed), {}))]
         if todo:

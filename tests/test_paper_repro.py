@@ -287,3 +287,28 @@ def test_paper_numbers_cover_the_proxies_and_cite_their_source():
     assert paper_numbers.spearman("naswot") is None
     assert "not yet checked" in paper_numbers.source_note(paper_numbers.spearman("gradsign"))
     assert json.dumps(paper_numbers.ASSISTED_NAS_CLAIM["max_improvement_points"])
+
+
+def test_rank_correlation_on_a_user_nb201_file(tmp_path):
+    """A small file in NAS-Bench-201's layout: the entry reads its accuracies, scores the
+    networks on random CIFAR-shaped inputs and correlates."""
+    from empirical.spaces import nb201
+
+    archs = nb201.unique_archs()[100:106]
+    rng = np.random.default_rng(0)
+    infos = {}
+    for i in range(len(archs)):
+        result = {"params": 1.0, "flop": 1.0, "train_acc1es": {199: 90.0},
+                  "eval_acc1es": {"ori-test@199": float(rng.uniform(50, 90))}}
+        infos[i] = {"full": {"all_results": {("cifar10", 777): result}}}
+    path = tmp_path / "nb201.pth"
+    torch.save({"meta_archs": archs, "arch2infos": infos}, path)
+    out = tmp_path / "out"
+    assert main(["rank-correlation", "--nb201-file", str(path), "--nb201-C", "2", "--nb201-N", "1", "--batch", "4",
+                 "--proxies", "gradsign,synflow", "--n-boot", "50", "--out", str(out), "--no-progress"]) == 0
+    text = (out / "report.md").read_text()
+    assert "NAS-Bench-201 file" in text and "random-cifar" in text
+    scores = pd.read_csv(out / "scores.csv")
+    expected = [infos[i]["full"]["all_results"][("cifar10", 777)]["eval_acc1es"]["ori-test@199"] / 100
+                for i in range(len(archs))]
+    assert sorted(scores["accuracy"]) == pytest.approx(sorted(expected))
