@@ -15,8 +15,10 @@ COMMAND_MODULES = [
     "empirical.commands.build_benchmark",
     "empirical.commands.demo",
     "empirical.commands.export",
+    "empirical.commands.figures",
     "empirical.commands.repro",
     "empirical.commands.score",
+    "empirical.commands.validate",
 ]
 
 
