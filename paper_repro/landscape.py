@@ -26,7 +26,7 @@ from empirical.correlation import rank_correlations
 from empirical.executors import run_experiment
 from empirical.validation.job import validation_job
 from empirical.validation.schema import SCHEMA
-from paper_repro.common import Report, default_out, format_ci
+from paper_repro.common import ROOT, Report, default_out, format_ci
 from paper_repro.registry import Entry, register
 
 NAME = "landscape-illustration"
@@ -41,7 +41,7 @@ def population_config(toy: bool, seed: int) -> dict:
                "theory": {"landscape_points": 11, "landscape_samples": 4, "power_max_iter": 20},
                "train": {"epochs": 5}}
     else:
-        raw = {"seeds": [seed, seed + 1],
+        raw = {"seeds": [seed, seed + 1, seed + 2, seed + 3],
                "data": {"name": "digits", "n": 32, "n_heldout": 32},
                "model": {"family": "mlp", "width": [8, 32], "depth": 1, "activation": "tanh",
                          "init_scale": [0.5, 1.0, 2.0]},
@@ -61,16 +61,31 @@ def _network(row: pd.Series) -> str:
     return " ".join(f"{k.split('.')[1]}={row[k]}" for k in keys if k in row) + f" seed={row['seed']}"
 
 
-def pick(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series, str]:
-    """(rows of the data set with most networks, dense row, sparse row, data set name)."""
+def pick(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series, str]:
+    """(rows of the data set with most networks, the rows of its largest group of equal
+    parameter count, the dense row, the sparse row, the data set name).
+
+    Dense and sparse are picked within one parameter count: GradSign sums over weights and
+    Ψ_2 over coordinates, so networks of different sizes differ in both for that reason alone.
+    """
     rows = frame[frame["landscape.t"].notna()] if "landscape.t" in frame else frame.iloc[:0]
     if len(rows) < 2:
         raise ValueError("the run holds fewer than two networks with landscape arrays; run more networks "
                          "(or omit --store to compute a population)")
     name = rows["data.name"].value_counts().idxmax()
     rows = rows[rows["data.name"] == name].reset_index(drop=True)
-    psi = rows["psi_2"].to_numpy(dtype=float)
-    return rows, rows.iloc[int(np.nanargmin(psi))], rows.iloc[int(np.nanargmax(psi))], name
+    sizes = rows["n_params"].value_counts()
+    size = max(sizes.index, key=lambda v: (sizes[v], v))
+    group = rows[rows["n_params"] == size].reset_index(drop=True)
+    if len(group) < 2:
+        raise ValueError("no two networks of the run have the same parameter count; run several init scales "
+                         "or seeds per architecture")
+    psi = group["psi_2"].to_numpy(dtype=float)
+    return rows, group, group.iloc[int(np.nanargmin(psi))], group.iloc[int(np.nanargmax(psi))], name
+
+
+def _listed(value):
+    return list(value) if isinstance(value, list) else value
 
 
 def panel(row: pd.Series, kind: str) -> dict:
@@ -96,21 +111,29 @@ def run(args: argparse.Namespace) -> Path:
         run_dir = out / "population"
         config = population_config(args.toy, args.seed)
         run_experiment(config, validation_job, run_dir, progress=not args.no_progress)
-        source = f"population computed on the spot into {run_dir} (`validation_job`)"
-        config_note = (f"data {config['data']['name']} n={config['data']['n']}; MLP family, widths "
-                       f"{config['model']['width']}, init scales {config['model']['init_scale']}, "
-                       f"activation {config['model']['activation']}; loss {config['theory']['loss']}, solver "
-                       f"{config['theory']['solver']}; seeds {config['seeds']}")
+        shown_dir = run_dir.resolve().relative_to(ROOT) if run_dir.resolve().is_relative_to(ROOT) else run_dir
+        source = f"population computed on the spot into {shown_dir} (`validation_job`)"
+        config_note = (f"data {_listed(config['data']['name'])} n={config['data']['n']}; MLP family, widths "
+                       f"{_listed(config['model']['width'])}, depth {_listed(config['model']['depth'])}, init scales "
+                       f"{_listed(config['model']['init_scale'])}, activation {_listed(config['model']['activation'])}; "
+                       f"loss {config['theory']['loss']}, solver {config['theory']['solver']}; "
+                       f"{config['train']['epochs']} epochs of full-batch GD on S; seeds {config['seeds']}")
     frame = results.load(run_dir, status="ok")
-    rows, dense, sparse, data_name = pick(frame)
-    rc = rank_correlations(rows["proxy.gradsign"].to_numpy(dtype=float), rows["psi_2"].to_numpy(dtype=float),
-                           n_boot=args.n_boot, seed=args.seed)
+    rows, group, dense, sparse, data_name = pick(frame)
+
+    def correlation(sub: pd.DataFrame) -> dict:
+        return rank_correlations(sub["proxy.gradsign"].to_numpy(dtype=float), sub["psi_2"].to_numpy(dtype=float),
+                                 n_boot=args.n_boot, seed=args.seed)
+
+    rc = correlation(rows)
+    within = [(size, correlation(sub)) for size, sub in rows.groupby("n_params") if len(sub) >= 3]
     report.settings({
         "networks from": source,
         "population": config_note,
         "networks used": f"{len(rows)} with landscape arrays on data set {data_name} "
                          f"({len(frame)} ok rows in the run)",
-        "selection": "dense = smallest Ψ_2, sparse = largest Ψ_2",
+        "selection": f"dense = smallest Ψ_2, sparse = largest Ψ_2 among the {len(group)} networks with "
+                     f"{int(dense['n_params'])} parameters (the largest group of equal size)",
         "seeds": f"θ_0 of each network from its row's seed ({sorted(set(rows['seed']))})",
         "confidence intervals": f"95% percentile bootstrap over networks, {args.n_boot} resamples (seed {args.seed})",
     })
@@ -122,16 +145,19 @@ def run(args: argparse.Namespace) -> Path:
     report.section("Population, by Ψ_2", "Smallest Ψ_2 first: the dense end of the population.")
     report.table(shown.round(4), "population")
     dense_higher = dense["proxy.gradsign"] > sparse["proxy.gradsign"]
+    within_text = "; ".join(f"{int(size)} parameters ({c['n']} networks): ρ = {format_ci(c['spearman'], c['spearman_ci'])}"
+                            for size, c in within) or "no group of equal size has 3 or more networks"
     report.section(
         "What the figure shows",
-        f"Dense network: Ψ_2 = {dense['psi_2']:.4g}, GradSign = {dense['proxy.gradsign']:.0f}; sparse network: "
-        f"Ψ_2 = {sparse['psi_2']:.4g}, GradSign = {sparse['proxy.gradsign']:.0f}. The dense one has the "
-        f"{'higher' if dense_higher else 'lower or equal'} GradSign "
+        f"Dense network: Ψ_2 = {dense['psi_2']:.4g}, GradSign = {dense['proxy.gradsign']:.0f}; sparse network (same "
+        f"parameter count): Ψ_2 = {sparse['psi_2']:.4g}, GradSign = {sparse['proxy.gradsign']:.0f}. The dense one has "
+        f"the {'higher' if dense_higher else 'lower or equal'} GradSign "
         f"({'as' if dense_higher else 'not as'} the paper's intuition predicts).",
-        f"Across all {rc['n']} networks: Spearman ρ(GradSign, Ψ_2) = "
-        f"{format_ci(rc['spearman'], rc['spearman_ci'])}, Kendall τ = {format_ci(rc['kendall'], rc['kendall_ci'])} "
-        "(the paper's argument predicts a negative correlation; networks of different widths have different "
-        "numbers of weights, which scales both quantities).",
+        f"Pooled over all {rc['n']} networks: Spearman ρ(GradSign, Ψ_2) = "
+        f"{format_ci(rc['spearman'], rc['spearman_ci'])}, Kendall τ = {format_ci(rc['kendall'], rc['kendall_ci'])}. "
+        "The paper's argument predicts a negative correlation, but a pooled one mixes sizes: GradSign sums over "
+        "weights, so larger networks score higher whatever their optima. Within one parameter count: "
+        f"{within_text}.",
         "Median distance of the optima from the plotted line: dense "
         f"{np.median(json.loads(dense['landscape.off_line'])):.3g}, sparse "
         f"{np.median(json.loads(sparse['landscape.off_line'])):.3g} (the line shows one direction only).",
@@ -139,7 +165,8 @@ def run(args: argparse.Namespace) -> Path:
     report.figure(landscape_panels([panel(dense, "dense"), panel(sparse, "sparse")],
                                    title=f"Sample-wise losses along θ_0 → θ̄* ({data_name})"),
                   "landscape", "Sample-wise losses l_i along the line from θ_0 through θ̄*; stars: each "
-                  "sample's optimum projected on the line (t*_i, l*_i). Left: smallest Ψ_2; right: largest.")
+                  "sample's optimum projected on the line (t*_i, l*_i). Left: smallest Ψ_2; right: largest Ψ_2 "
+                  "of the same parameter count.")
     if math.isnan(rc["spearman"]):
         report.section("Note", "ρ(GradSign, Ψ_2) is undefined here (a constant column).")
     return report.write()
