@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> Path:
     report.settings({
         "benchmark": bench.description,
         "architectures (K)": k,
+        "ground-truth reliability": bench.reliability_note(),
         "top 1%": f"the {top_k} best architectures: test accuracy ≥ {top_threshold:.4f}",
         "best in table": f"{accuracy.max():.4f}",
         "GradSign": f"batch {s['batch']} training samples, seed {args.seed}, PyTorch default init, "

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> Path:
     report.settings({
         "benchmark": bench.description,
         "architectures": len(bench.table),
+        "ground-truth reliability": bench.reliability_note(),
         "network size": f"NB201 C={bench.C}, N={bench.N}, data {bench.data}",
         "sample counts n": ", ".join(map(str, sizes)) + " (nested: the first n of one seeded permutation)",
         "initialisation": "PyTorch default",

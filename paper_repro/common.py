@@ -54,6 +54,15 @@ class Benchmark:
     info: dict = field(default_factory=dict)
     cifar_path: str | None = None
 
+    def reliability_note(self) -> str:
+        """The ground truth's own reproducibility (two training seeds), where the benchmark records it."""
+        rel = self.info.get("reliability")
+        if not rel:
+            return "not recorded"
+        return (f"Spearman ρ between the test accuracies of training seeds {rel['seeds'][0]} and {rel['seeds'][1]} "
+                f"= {format_ci(rel['spearman'], rel['spearman_ci'])} over {rel['n']} architectures (a ceiling "
+                "on how well any proxy can rank one seed's accuracies; the table averages both seeds)")
+
     @property
     def archs(self) -> list[str]:
         return self.table["arch"].tolist()

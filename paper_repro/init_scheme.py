@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> Path:
     report.settings({
         "benchmark": bench.description,
         "architectures": len(bench.table),
+        "ground-truth reliability": bench.reliability_note(),
         "network size": f"NB201 C={bench.C}, N={bench.N}, data {bench.data}",
         "schemes": ", ".join(INITS),
         "samples n": f"{batch} (one seeded batch, the same for every network and scheme)",

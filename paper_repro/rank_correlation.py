@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> Path:
     report.settings({
         "benchmark": bench.description,
         "architectures scored": len(bench.table),
+        "ground-truth reliability": bench.reliability_note(),
         "network size": f"NB201 C={bench.C}, N={bench.N}, scored on data {bench.data}",
         "proxies": ", ".join(proxy_names) + " (registry defaults: `proxies.compute(name, model, x, y)`)",
         "proxy batch": f"{batch} training samples (one batch drawn with the seed, the same for every network)",
