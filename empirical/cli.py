@@ -13,11 +13,13 @@ import sys
 # One line per subcommand module; keep the list sorted.
 COMMAND_MODULES = [
     "empirical.commands.build_benchmark",
+    "empirical.commands.correlate",
     "empirical.commands.demo",
     "empirical.commands.export",
     "empirical.commands.figures",
     "empirical.commands.repro",
     "empirical.commands.score",
+    "empirical.commands.space_score",
     "empirical.commands.validate",
 ]
 

@@ -24,7 +24,8 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["spearman", "kendall", "bootstrap_ci", "top_k_precision", "rank_correlations"]
+__all__ = ["spearman", "kendall", "bootstrap_ci", "top_k_precision", "rank_correlations", "top_half",
+           "study", "to_markdown"]
 
 
 def _pairs(x, y) -> tuple[np.ndarray, np.ndarray, int]:
@@ -143,3 +144,63 @@ def rank_correlations(score, truth, *, n_boot: int = 1000, level: float = 0.95, 
         "level": level,
         "bootstrap_seed": seed,
     }
+
+
+def top_half(truth) -> np.ndarray:
+    """Boolean mask of the ``ceil(n/2)`` best items by ``truth`` (NaN never selected; ties
+    broken by position)."""
+    truth = np.asarray(truth, dtype=float)
+    valid = np.flatnonzero(~np.isnan(truth))
+    order = valid[np.argsort(-truth[valid], kind="stable")]
+    mask = np.zeros(len(truth), dtype=bool)
+    mask[order[:math.ceil(len(valid) / 2)]] = True
+    return mask
+
+
+def study(frame, proxies: list[str], truth: str, *, n_boot: int = 1000, level: float = 0.95,
+          seed: int = 0, top_fraction: float = 0.1):
+    """One row per proxy: `rank_correlations` of the proxy's scores against column ``truth``
+    over all rows of ``frame``, and (columns prefixed ``top_half_``) over the rows in the
+    `top_half` by the truth. Returns a pandas DataFrame."""
+    import pandas as pd
+
+    missing = [c for c in list(proxies) + [truth] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the table; available: {list(frame.columns)}")
+    mask = top_half(frame[truth].to_numpy())
+    records = []
+    for name in proxies:
+        score = frame[name].to_numpy(dtype=float)
+        target = frame[truth].to_numpy(dtype=float)
+        record = {"proxy": name, **rank_correlations(score, target, n_boot=n_boot, level=level, seed=seed,
+                                                     top_fraction=top_fraction)}
+        half = rank_correlations(score[mask], target[mask], n_boot=n_boot, level=level, seed=seed,
+                                 top_fraction=top_fraction)
+        record.update({f"top_half_{k}": half[k] for k in ("n", "n_nan", "spearman", "spearman_ci", "kendall",
+                                                         "kendall_ci", "top_k_precision")})
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _with_ci(value: float, ci) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def to_markdown(summary) -> str:
+    """The `study` table as Markdown: ρ and τ with CIs, top-k precision, overall and top half."""
+    pct = f"{100 * summary['top_fraction'].iloc[0]:g}" if len(summary) else "10"
+    header = ["proxy", "n", "Spearman ρ [95% CI]", "Kendall τ [95% CI]", f"top-{pct}% precision",
+              "top-half ρ [95% CI]", "top-half τ [95% CI]", f"top-half top-{pct}%"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in summary.itertuples():
+        cells = [
+            row.proxy, str(row.n), _with_ci(row.spearman, row.spearman_ci), _with_ci(row.kendall, row.kendall_ci),
+            f"{row.top_k_precision:.3f}" if math.isfinite(row.top_k_precision) else "n/a",
+            _with_ci(row.top_half_spearman, row.top_half_spearman_ci),
+            _with_ci(row.top_half_kendall, row.top_half_kendall_ci),
+            f"{row.top_half_top_k_precision:.3f}" if math.isfinite(row.top_half_top_k_precision) else "n/a",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

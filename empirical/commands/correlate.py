@@ -1,0 +1,87 @@
+"""`gradsign correlate RUN --truth ...`: how well each proxy of a space-score run ranks
+architectures by a trained ground truth (Spearman, Kendall, top-k precision)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from empirical import correlation, space_scoring
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "correlate",
+        help="rank correlation of a space-score run's proxies with trained accuracies",
+        description="Join RUN's per-architecture scores with a ground truth on the arch string and "
+                    "write RUN/correlation.md (printed too), correlation.csv/.json and figures.",
+    )
+    parser.add_argument("run", metavar="RUN", help="a space-score run directory")
+    parser.add_argument("--truth", default="nb201-digits", metavar="nb201-digits|nb201-file:PATH",
+                        help="the shipped mini-benchmark, or your NAS-Bench-201 .pth file")
+    parser.add_argument("--metric", default="test_acc", help="ground-truth column (test_acc, train_acc, ...)")
+    parser.add_argument("--dataset", default="cifar10", help="dataset of a NAS-Bench-201 file")
+    parser.add_argument("--hp", default="200", choices=["200", "12"], help="schedule of a NAS-Bench-201 file")
+    parser.add_argument("--trust-file", action="store_true",
+                        help="allow full unpickling of the NAS-Bench-201 file (only for a trusted file)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--top", type=float, default=0.1, help="fraction for top-k precision")
+    parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG/PDF figures")
+    parser.set_defaults(func=_main)
+
+
+def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool):
+    if spec == "nb201-digits":
+        from empirical.benchmarks import nb201_digits
+
+        return nb201_digits.load(), "nb201-digits"
+    if spec.startswith("nb201-file:"):
+        from empirical.benchmarks import nb201_api
+
+        path = spec.split(":", 1)[1]
+        return nb201_api.accuracies(path, dataset=dataset, hp=hp, allow_pickle=trust_file), f"NAS-Bench-201 {dataset}"
+    raise ValueError(f"--truth must be 'nb201-digits' or 'nb201-file:PATH', got {spec!r}")
+
+
+def proxy_columns(table) -> list[str]:
+    """Proxy names of a space_table: the columns that come with a ``<name>_seconds`` column."""
+    return [c for c in table.columns if f"{c}_seconds" in table.columns]
+
+
+def _main(args: argparse.Namespace) -> int:
+    truth, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file)
+    if args.metric not in truth.columns:
+        raise ValueError(f"--metric {args.metric!r} is not a column of the truth; available: {list(truth.columns)}")
+    scores = space_scoring.space_table(args.run, expand=True)
+    names = proxy_columns(scores)
+    if not names:
+        raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")
+    joined = scores[["arch"] + names].merge(truth[["arch", args.metric]], on="arch", how="inner")
+    if len(joined) < 3:
+        raise ValueError(f"only {len(joined)} architectures of the run have a ground truth in {args.truth}; "
+                         "score the benchmark's architectures (space-score --subset nb201-digits) first")
+    summary = correlation.study(joined, names, args.metric, n_boot=args.n_boot, seed=args.seed,
+                                top_fraction=args.top)
+    out = Path(args.out or args.run)
+    out.mkdir(parents=True, exist_ok=True)
+    text = (f"Rank correlation with {truth_name} {args.metric} over {len(joined)} architectures "
+            f"(95% percentile bootstrap CIs, n_boot={args.n_boot}, seed={args.seed}; top half = the "
+            f"{int(summary['top_half_n'].max())} best by {args.metric}).\n\n" + correlation.to_markdown(summary) + "\n")
+    (out / "correlation.md").write_text(text)
+    summary.to_json(out / "correlation.json", orient="records", indent=2)
+    joined.to_csv(out / "correlation_data.csv", index=False)
+    print(text, end="")
+    if not args.no_figures:
+        import matplotlib.pyplot as plt
+
+        from figures.correlation import proxy_scatter, rho_bars
+
+        rho = dict(zip(summary["proxy"], summary["spearman"]))
+        for name, fig in (("correlation_scatter", proxy_scatter(joined, names, args.metric, rho=rho)),
+                          ("correlation_rho", rho_bars(summary, title=f"{truth_name}, {len(joined)} architectures"))):
+            for ext in ("png", "pdf"):
+                fig.savefig(out / f"{name}.{ext}", dpi=150)
+            plt.close(fig)
+        print(f"figures: {out / 'correlation_scatter.png'}, {out / 'correlation_rho.png'} (and .pdf)")
+    return 0

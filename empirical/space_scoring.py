@@ -1,0 +1,328 @@
+"""Score a whole search space (NAS-Bench-201) with zero-cost proxies, resumably.
+
+One store row per architecture: the row's job is ``Job("space-score", {space, arch, C, N,
+data, batch, proxies}, seed)``, so its hash covers the architecture, the proxy set, the
+data, the batch size and the seed (and the network size). Architectures are scored in
+*batch jobs* of several architectures (default 25) to amortise the per-job cost of the
+executors (process hand-off, one store transaction per job, data loading); the batch job
+returns one result per architecture and `PerArchRows`, a view of the `ResultsStore`,
+writes them as separate rows. A batch is formed from architectures that have no row yet,
+and every architecture is scored from its own seed (weights: ``torch.manual_seed(seed)``;
+scoring batch: `empirical.scoring.scoring_batch`), so a score does not depend on which
+batch it ran in: a run killed part-way and resumed gives the same numbers.
+
+``unique=True`` scores one representative per NAS-Bench-201 isomorphism class
+(`nb201.unique_archs`, 6,466 of the 15,625 cells) and `space_table` maps the scores back
+to every member of the class (column ``representative``).
+
+Data (``data=``):
+
+* ``digits``: scikit-learn's 1x8x8 digits (`empirical.data.load`, split seed 0);
+* ``random-cifar``: seeded standard-normal inputs of CIFAR shape 3x32x32 with uniform
+  random labels over 10 classes (512 train samples, generator seed 0): timing at the
+  original input size, no real data needed;
+* ``cifar10``: the CIFAR-10 python batches in ``cifar_path`` (``data_batch_1``; see
+  `load_cifar10`), per-channel standardised.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from empirical import data as datasets
+from empirical.plan import Job
+from empirical.store import ResultsStore
+
+__all__ = [
+    "DATA", "KIND", "BATCH_KIND", "load_scoring_data", "load_cifar10", "random_cifar",
+    "arch_jobs", "batch_jobs", "score_batch", "PerArchRows", "score_space", "space_table",
+]
+
+log = logging.getLogger(__name__)
+
+DATA = ("digits", "random-cifar", "cifar10")
+KIND = "space-score"
+BATCH_KIND = "space-score-batch"
+_RANDOM_CIFAR = {"n_train": 512, "n_test": 64, "shape": (3, 32, 32), "classes": 10, "seed": 0}
+_CIFAR_MEAN_STD_FLOOR = 1e-12
+
+
+def random_cifar() -> datasets.DataSplit:
+    """Standard-normal 3x32x32 inputs, labels uniform over 10 classes, from seed 0."""
+    spec = _RANDOM_CIFAR
+    gen = torch.Generator().manual_seed(spec["seed"])
+    n = spec["n_train"] + spec["n_test"]
+    X = torch.randn(n, *spec["shape"], generator=gen)
+    y = torch.randint(0, spec["classes"], (n,), generator=gen)
+    return datasets.DataSplit(
+        name="random-cifar", X_train=X[:spec["n_train"]], y_train=y[:spec["n_train"]],
+        X_test=X[spec["n_train"]:], y_test=y[spec["n_train"]:], num_classes=spec["classes"],
+        input_shape=spec["shape"], seed=spec["seed"],
+    )
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only; any other class is refused, so a
+    crafted file cannot run code (``pickle`` would import and call whatever it names)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2; it only re-encodes text
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays and lists")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as handle:
+        try:
+            batch = _ArrayUnpickler(handle, encoding="bytes").load()
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{path}: {err}") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} is not a CIFAR-10 python batch (expected a dict, got {type(batch).__name__})")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch: it lacks 'data' and 'labels' entries")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path}: 'data' must be (n, 3072) uint8 with n labels, got {data.shape} and {labels.shape}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(cifar_path: str | os.PathLike | None) -> datasets.DataSplit:
+    """CIFAR-10 from the python version's pickled batches (``cifar-10-python.tar.gz``,
+    unpacked): ``cifar_path`` is the ``cifar-10-batches-py`` directory or its parent.
+
+    Scoring needs only a batch of training images: ``data_batch_1`` (10,000 images) is
+    the train part and ``test_batch`` the test part when present (else the last 1,000
+    images of ``data_batch_1``). Images are scaled to [0, 1] and standardised per channel
+    with the train part's mean and std. Files are read with an unpickler that accepts
+    only numpy arrays and plain containers.
+    """
+    if cifar_path is None:
+        raise ValueError("--data cifar10 needs --cifar-path DIR, the unpacked 'cifar-10-batches-py' "
+                         "directory of CIFAR-10's python version (nothing is downloaded)")
+    root = Path(cifar_path)
+    candidates = [root, root / "cifar-10-batches-py"]
+    folder = next((c for c in candidates if (c / "data_batch_1").is_file()), None)
+    if folder is None:
+        raise ValueError(f"no CIFAR-10 python batch 'data_batch_1' in {str(root)!r} or its "
+                         "'cifar-10-batches-py' subdirectory; point --cifar-path at the unpacked "
+                         "python version of CIFAR-10 (nothing is downloaded)")
+    X, y = _read_cifar_batch(folder / "data_batch_1")
+    if (folder / "test_batch").is_file():
+        X_test, y_test = _read_cifar_batch(folder / "test_batch")
+    else:
+        cut = max(1, len(X) // 10)
+        X, X_test, y, y_test = X[:-cut], X[-cut:], y[:-cut], y[-cut:]
+    X = X.astype(np.float32) / 255.0
+    X_test = X_test.astype(np.float32) / 255.0
+    mean = X.mean(axis=(0, 2, 3), keepdims=True)
+    std = X.std(axis=(0, 2, 3), keepdims=True)
+    std = np.where(std < _CIFAR_MEAN_STD_FLOOR, 1.0, std)
+    return datasets.DataSplit(
+        name="cifar10", X_train=torch.from_numpy((X - mean) / std), y_train=torch.from_numpy(y),
+        X_test=torch.from_numpy((X_test - mean) / std), y_test=torch.from_numpy(y_test),
+        num_classes=10, input_shape=(3, 32, 32), seed=0,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def load_scoring_data(data: str, cifar_path: str | None = None) -> datasets.DataSplit:
+    """The split that ``data`` names (see the module docstring); cached per process."""
+    if data == "digits":
+        return datasets.load("digits", seed=0)
+    if data == "random-cifar":
+        return random_cifar()
+    if data == "cifar10":
+        return load_cifar10(cifar_path)
+    raise ValueError(f"data must be one of {DATA}, got {data!r}")
+
+
+def _check_settings(space: str, data: str, proxy_names: list[str], batch: int, seed: int, C: int, N: int) -> None:
+    if space != "nb201":
+        raise ValueError(f"space must be 'nb201' (the only search space with a full enumeration), got {space!r}")
+    if data not in DATA:
+        raise ValueError(f"data must be one of {DATA}, got {data!r}")
+    if not proxy_names:
+        raise ValueError("proxies must name at least one proxy, e.g. 'gradsign' or 'gradsign,snip'")
+    for name, value in (("batch", batch), ("C", C), ("N", N)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _common(space, data, proxy_names, batch, C, N) -> dict:
+    return {"space": space, "C": C, "N": N, "data": data, "batch": batch, "proxies": list(proxy_names)}
+
+
+def arch_jobs(archs: list[str], *, proxies: list[str], data: str, batch: int = 64, seed: int = 0,
+              C: int = 8, N: int = 1, space: str = "nb201") -> list[Job]:
+    """The per-architecture jobs: one store row each (module docstring)."""
+    _check_settings(space, data, proxies, batch, seed, C, N)
+    common = _common(space, data, proxies, batch, C, N)
+    return [Job(KIND, {**common, "arch": arch}, seed) for arch in archs]
+
+
+def batch_jobs(jobs: list[Job], archs_per_job: int, cifar_path: str | None = None) -> list[Job]:
+    """Group per-architecture jobs (same settings) into batch jobs of ``archs_per_job``."""
+    if isinstance(archs_per_job, bool) or not isinstance(archs_per_job, int) or archs_per_job < 1:
+        raise ValueError(f"archs_per_job must be a positive integer, got {archs_per_job!r}")
+    out = []
+    for start in range(0, len(jobs), archs_per_job):
+        members = jobs[start:start + archs_per_job]
+        params = members[0].params
+        params.pop("arch")
+        params["archs"] = [m.params["arch"] for m in members]
+        params["cifar_path"] = cifar_path
+        out.append(Job(BATCH_KIND, params, members[0].seed))
+    return out
+
+
+def score_batch(job: Job) -> dict:
+    """Job function of a batch job: ``{"rows": {arch: row}}``, each row either
+    ``{"status": "ok", "result": {proxy: score, proxy_seconds: s}, "seconds": s}`` or
+    ``{"status": "failed", "reason": ...}``; an architecture's failure spares the rest."""
+    import traceback
+
+    from empirical.plan import seeded
+    from empirical.scoring import NetworkSpec, score_network
+
+    p = job.params
+    split = load_scoring_data(p["data"], p.get("cifar_path"))
+    rows: dict[str, dict] = {}
+    for arch in p["archs"]:
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        try:
+            with seeded(job.seed):
+                row = score_network(NetworkSpec(p["space"], arch=arch, C=p["C"], N=p["N"]), split,
+                                    p["proxies"], batch=p["batch"], seed=job.seed)
+            result = {k: row[k] for name in p["proxies"] for k in (name, f"{name}_seconds")}
+            rows[arch] = {"status": "ok", "result": result}
+        except Exception as err:  # one architecture's failure is its own row
+            rows[arch] = {"status": "failed", "reason": f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"}
+        rows[arch]["wall_s"] = time.perf_counter() - start_wall
+        rows[arch]["cpu_s"] = time.process_time() - start_cpu
+    return {"rows": rows}
+
+
+class PerArchRows:
+    """The `ResultsStore` seen through batch jobs: `run_jobs` records a batch job here and
+    each of its architectures becomes its own row (its per-architecture `Job`)."""
+
+    def __init__(self, store: ResultsStore, members: Mapping[str, list[Job]]):
+        self.store = store
+        self.members = dict(members)  # batch job hash -> its per-architecture jobs
+
+    def done_hashes(self, *, include_failed: bool = True) -> set[str]:
+        """Batch jobs none of whose architectures is still missing a row."""
+        done = self.store.done_hashes(include_failed=include_failed)
+        return {h for h, jobs in self.members.items() if all(j.job_hash in done for j in jobs)}
+
+    def record(self, job: Job, *, status: str, result: Mapping[str, Any] | None = None,
+               reason: str | None = None, timings: Mapping[str, Any] | None = None,
+               replace_failed: bool = False) -> bool:
+        written = False
+        batch_timings = dict(timings or {})
+        for arch_job in self.members[job.job_hash]:
+            arch = arch_job.params["arch"]
+            if status == "ok":
+                row = result["rows"][arch]
+                arch_timings = {**batch_timings, "batch_wall_s": batch_timings.get("wall_s"),
+                                "wall_s": row["wall_s"], "cpu_s": row["cpu_s"]}
+                written |= self.store.record(arch_job, status=row["status"], result=row.get("result"),
+                                             reason=row.get("reason"), timings=arch_timings,
+                                             replace_failed=replace_failed)
+            else:
+                written |= self.store.record(arch_job, status="failed", reason=reason, timings=batch_timings,
+                                             replace_failed=replace_failed)
+        return written
+
+
+def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[str], data: str,
+                batch: int = 64, seed: int = 0, C: int = 8, N: int = 1, cifar_path: str | None = None,
+                archs_per_job: int = 25, executor: str = "local", workers: int = 1,
+                progress: bool = True, retry_failed: bool = False):
+    """Score ``archs`` into ``run_dir``'s store, skipping those already there; returns the
+    `run_jobs` summary counted in batch jobs plus the per-architecture counts."""
+    from empirical.executors import run_jobs
+
+    if data == "cifar10":
+        load_scoring_data(data, cifar_path)  # fail here, with the message, not in every job
+    jobs = arch_jobs(archs, proxies=proxies, data=data, batch=batch, seed=seed, C=C, N=N)
+    with ResultsStore(run_dir) as store:
+        done = store.done_hashes(include_failed=not retry_failed)
+        todo = [j for j in jobs if j.job_hash not in done]
+        batches = batch_jobs(todo, archs_per_job, cifar_path)
+        members = {b.job_hash: todo[i * archs_per_job:(i + 1) * archs_per_job] for i, b in enumerate(batches)}
+        summary = run_jobs(batches, score_batch, PerArchRows(store, members), executor=executor,
+                           workers=workers, progress=progress, retry_failed=retry_failed)
+        hashes = {j.job_hash for j in jobs}
+        rows = [r for r in store.rows() if r["hash"] in hashes]
+    counts = {"archs": len(jobs), "skipped": len(jobs) - len(todo),
+              "ok": sum(r["status"] == "ok" for r in rows), "failed": sum(r["status"] == "failed" for r in rows)}
+    return summary, counts
+
+
+def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None, data: str | None = None,
+                batch: int | None = None, seed: int | None = None, expand: bool = True) -> pd.DataFrame:
+    """The run's per-architecture scores as a DataFrame.
+
+    Rows of kind ``space-score`` with status 'ok', filtered by the given settings (each
+    None: any; the rows must then agree on one setting, else ValueError). Columns:
+    ``arch, representative, scored`` (True where the row is the scored architecture
+    itself), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``. With
+    ``expand``, every architecture of NAS-Bench-201 whose class representative was
+    scored gets a row carrying the representative's scores (all 15,625 after a full
+    ``unique`` run); a directly scored architecture keeps its own row.
+    """
+    from empirical.spaces import nb201
+
+    with ResultsStore(run_dir, create=False) as store:
+        rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
+    wanted = {"proxies": proxies, "data": data, "batch": batch}
+    settings = set()
+    records: dict[str, dict] = {}
+    for r in rows:
+        params = r["params"]
+        if any(v is not None and params[k] != v for k, v in wanted.items()):
+            continue
+        if seed is not None and r["seed"] != seed:
+            continue
+        settings.add((tuple(params["proxies"]), params["data"], params["batch"], params["C"], params["N"], r["seed"]))
+        ordered = {k: r["result"][k] for name in params["proxies"] for k in (name, f"{name}_seconds")}
+        records[params["arch"]] = {**ordered, "wall_s": (r["timings"] or {}).get("wall_s"),
+                                   "cpu_s": (r["timings"] or {}).get("cpu_s")}
+    if len(settings) > 1:
+        raise ValueError(f"run {str(run_dir)!r} holds scores under {len(settings)} settings "
+                         f"(proxies, data, batch, C, N, seed) = {sorted(settings)}; pass proxies=, data=, "
+                         "batch= and seed= to pick one")
+    rep_of = nb201.representatives()
+    out = []
+    if expand:
+        for arch in nb201.all_archs():
+            source = arch if arch in records else rep_of[arch]
+            if source in records:
+                out.append({"arch": arch, "representative": rep_of[arch], "scored": source == arch,
+                            **records[source]})
+    else:
+        for arch, values in records.items():
+            out.append({"arch": arch, "representative": rep_of[arch], "scored": True, **values})
+    return pd.DataFrame.from_records(out)

@@ -1,0 +1,187 @@
+"""The nb201-digits benchmark (selection, job, table, shipped files), the NAS-Bench-201
+file reader (safe loading, a tiny file in the supported layout), and `gradsign correlate`."""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from empirical import correlation, space_scoring
+from empirical.benchmarks import nb201_api, nb201_digits
+from empirical.cli import main
+from empirical.plan import Job
+from empirical.spaces import nb201
+from empirical.store import ResultsStore
+
+
+def test_selection_is_stratified_deterministic_and_keeps_the_extremes():
+    chosen = nb201_digits.select_classes(300, seed=4)
+    assert chosen == nb201_digits.select_classes(300, seed=4) != nb201_digits.select_classes(300, seed=5)
+    assert len(chosen) == len(set(chosen)) == 300
+    assert set(chosen) <= set(nb201.unique_archs()) and set(nb201_digits.ALWAYS) <= set(chosen)
+    # stratum sizes by a literal count over the classes (the two forced classes aside),
+    # then the water-filling property of the other 298: every stratum not taken whole
+    # gets within one of the largest allocation.
+    sizes = Counter(sum(op in ("nor_conv_1x1", "nor_conv_3x3") for op, _ in nb201.parse(a))
+                    for a in nb201.unique_archs() if a not in nb201_digits.ALWAYS)
+    counts = Counter(nb201_digits.conv_edges(a) for a in chosen if a not in nb201_digits.ALWAYS)
+    assert sum(counts.values()) == 298 and len(sizes) == 7
+    largest = max(counts.values())
+    for k, size in sizes.items():
+        assert counts[k] <= size
+        if counts[k] < size:
+            assert counts[k] >= largest - 1
+    with pytest.raises(ValueError, match="n_classes must be an integer"):
+        nb201_digits.select_classes(1)
+
+
+def test_train_job_equals_building_and_training_directly():
+    from empirical.data import load
+    from empirical.training import train
+
+    arch = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    job = nb201_digits.plan([arch], [1])[0]
+    out = nb201_digits.train_job(job)
+    torch.manual_seed(1)
+    net = nb201.build(arch, C=8, N=1, num_classes=10, in_channels=1)
+    direct = train(net, load("digits", seed=0), nb201_digits.RECIPE, seed=1)
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert out[key] == direct[key]
+    assert out["params"] == sum(p.numel() for p in net.parameters())
+    assert out["steps"] == 4 * (1347 // 128)
+
+
+def _fake_result(test_acc, seed):
+    return {"params": 100.0, "flops": 1000.0, "train_loss": 0.1 * seed, "train_acc": 0.9, "test_loss": 0.2,
+            "test_acc": test_acc, "seconds": 1.0 + seed, "final_batch_loss": 0.1, "steps": 40, "diverged": False}
+
+
+def test_table_and_write_from_stored_rows(tmp_path):
+    archs = nb201.unique_archs()[100:106]
+    rng = np.random.default_rng(0)
+    acc = {(a, s): float(rng.uniform(0.5, 1.0)) for a in archs for s in (0, 1)}
+    with ResultsStore(tmp_path) as store:
+        for job in nb201_digits.plan(archs, [0, 1]):
+            if job.params["arch"] == archs[-1] and job.seed == 1:
+                continue  # an unfinished class: left out of the table
+            store.record(job, status="ok", result=_fake_result(acc[job.params["arch"], job.seed], job.seed))
+        store.record(Job("other", {"x": 1}, 0), status="ok", result={"test_acc": 0.0})
+    frame, meta = nb201_digits.write(tmp_path, seeds=[0, 1], n_classes=6, selection_seed=0, command="test",
+                                     csv_path=tmp_path / "b.csv", json_path=tmp_path / "b.json")
+    assert sorted(frame["arch"]) == sorted(archs[:-1])
+    for row in frame.itertuples():
+        assert row.test_acc_s0 == acc[row.arch, 0] and row.test_acc_s1 == acc[row.arch, 1]
+        assert row.test_acc == pytest.approx((acc[row.arch, 0] + acc[row.arch, 1]) / 2)
+        assert row.seconds == 1.5 and row.conv_edges == nb201_digits.conv_edges(row.arch)
+    shipped = nb201_digits.load(tmp_path / "b.csv")
+    assert list(shipped.columns) == list(frame.columns) and len(shipped) == 5
+    assert json.loads((tmp_path / "b.json").read_text()) == meta
+    rel = meta["reliability"]
+    assert rel["spearman"] == pytest.approx(correlation.spearman(frame["test_acc_s0"], frame["test_acc_s1"]))
+    assert meta["recipe"] == nb201_digits.RECIPE.to_dict() and meta["classes"] == 5
+
+
+def test_shipped_benchmark_is_consistent():
+    if not nb201_digits.CSV_PATH.exists():
+        pytest.skip("nb201_digits.csv has not been built yet")
+    frame, meta = nb201_digits.load(), nb201_digits.metadata()
+    assert len(frame) == meta["classes"] and frame["arch"].is_unique
+    assert set(frame["arch"]) <= set(nb201.unique_archs())
+    assert nb201_digits.CSV_PATH.stat().st_size < 2_000_000
+    seeds = meta["seeds"]
+    mean = sum(frame[f"test_acc_s{s}"] for s in seeds) / len(seeds)
+    assert np.allclose(frame["test_acc"], mean, atol=2e-6)
+    for arch, params in frame[["arch", "params"]].head(3).itertuples(index=False):
+        net = nb201.build(arch, C=meta["C"], N=meta["N"], num_classes=10, in_channels=1)
+        assert params == sum(p.numel() for p in net.parameters())
+    assert ((frame["test_acc"] >= 0) & (frame["test_acc"] <= 1)).all()
+    assert meta["recipe"] == nb201_digits.RECIPE.to_dict()
+
+
+def _nb201_file(path, archs, acc, extra=None):
+    """A tiny benchmark file in the supported layout (see nb201_api's docstring)."""
+    arch2infos = {}
+    for index, arch in enumerate(archs):
+        results = {}
+        for seed in (777, 888):
+            results[("cifar10", seed)] = {
+                "params": 0.1 + index, "flop": 1.0 + index,
+                "train_acc1es": {0: 10.0, 199: 90.0 + seed % 7},
+                "eval_acc1es": {"ori-test@0": 10.0, "ori-test@199": acc[index] + (seed - 777) / 111},
+            }
+        results[("cifar100", 777)] = {"eval_acc1es": {"ori-test@199": 1.0}, "train_acc1es": {199: 1.0}}
+        arch2infos[index] = {"full": {"all_results": results}, "less": {"all_results": {}}}
+    data = {"meta_archs": list(archs), "arch2infos": arch2infos, "evaluated_indexes": set(range(len(archs)))}
+    if extra is not None:
+        data["extra"] = extra
+    torch.save(data, path)
+
+
+class Custom:
+    pass
+
+
+def test_nb201_file_reader_by_hand(tmp_path):
+    archs = nb201.all_archs()[::3125]
+    acc = [70.0, 80.0, 60.0, 90.0, 85.0]
+    _nb201_file(tmp_path / "nb.pth", archs, acc)
+    frame = nb201_api.accuracies(tmp_path / "nb.pth", dataset="cifar10")
+    assert frame["arch"].tolist() == list(archs) and (frame["seeds"] == 2).all()
+    assert frame["test_acc"].tolist() == pytest.approx([a + 0.5 for a in acc])  # mean over 777, 888
+    assert frame["train_acc"].tolist() == pytest.approx([90.0 + (777 % 7 + 888 % 7) / 2] * 5)
+    assert frame["params"].tolist() == pytest.approx([0.1, 1.1, 2.1, 3.1, 4.1])
+    assert frame["valid_acc"].isna().all()
+    assert nb201_api.accuracies(tmp_path / "nb.pth", dataset="cifar100")["test_acc"].tolist() == [1.0] * 5
+    with pytest.raises(ValueError, match="no results for dataset 'ImageNet16-120'"):
+        nb201_api.accuracies(tmp_path / "nb.pth", dataset="ImageNet16-120")
+    with pytest.raises(ValueError, match="hp must be one of"):
+        nb201_api.accuracies(tmp_path / "nb.pth", hp="100")
+
+
+def test_nb201_file_reader_refuses_objects_unless_trusted(tmp_path, capsys):
+    archs = nb201.all_archs()[:3]
+    _nb201_file(tmp_path / "obj.pth", archs, [1.0, 2.0, 3.0], extra=Custom())
+    with pytest.raises(ValueError, match="--trust-file"):
+        nb201_api.accuracies(tmp_path / "obj.pth")
+    assert len(nb201_api.accuracies(tmp_path / "obj.pth", allow_pickle=True)) == 3
+    with pytest.raises(ValueError, match="not found; pass the path"):
+        nb201_api.accuracies(tmp_path / "absent.pth")
+    torch.save({"something": 1}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="is not a NAS-Bench-201 benchmark file"):
+        nb201_api.accuracies(tmp_path / "other.pth")
+    assert main(["correlate", str(tmp_path), "--truth", f"nb201-file:{tmp_path / 'absent.pth'}"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_correlate_command_end_to_end(tmp_path, capsys):
+    archs = nb201.unique_archs()[::700][:8]
+    run = tmp_path / "run"
+    space_scoring.score_space(run, archs, proxies=["params", "grad_norm"], data="digits", batch=8, seed=0,
+                              C=2, N=1, progress=False)
+    rng = np.random.default_rng(3)
+    acc = rng.uniform(50, 95, size=len(archs)).tolist()
+    _nb201_file(tmp_path / "nb.pth", archs, acc)
+    code = main(["correlate", str(run), "--truth", f"nb201-file:{tmp_path / 'nb.pth'}", "--n-boot", "200",
+                 "--top", "0.25"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    text = (run / "correlation.md").read_text()
+    assert text in printed and "over 8 architectures" in text and "n_boot=200" in text
+    truth = np.array(acc) + 0.5
+    scores = space_scoring.space_table(run, expand=False).set_index("arch").loc[list(archs)]
+    for name in ("params", "grad_norm"):
+        rho = correlation.spearman(scores[name], truth)
+        low, high, _ = correlation.bootstrap_ci(scores[name].to_numpy(), truth, "spearman", n_boot=200, seed=0)
+        assert f"| {name} | 8 | {rho:.3f} [{low:.3f}, {high:.3f}] |" in text
+    summary = pd.read_json(run / "correlation.json")
+    assert summary["proxy"].tolist() == ["params", "grad_norm"]
+    assert math.isclose(summary.loc[0, "top_k_precision"],
+                        correlation.top_k_precision(scores["params"], truth, 0.25))
+    for name in ("correlation_scatter", "correlation_rho"):
+        for ext in ("png", "pdf"):
+            assert (run / f"{name}.{ext}").stat().st_size > 1000
