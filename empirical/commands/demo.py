@@ -1,36 +1,34 @@
-"""`gradsign demo`: the main job on embedded data, as `make demo` runs it."""
+"""`gradsign demo`: the main experiment at demo scale, as `make demo` runs it.
+
+Runs the bound-validation preset ``presets/quick.toml`` (12 small MLPs on digits: Ψ,
+GradSign, the bounds with measured constants, training) and prints where the store,
+report and figures are. Rerunning resumes: finished networks are not recomputed.
+"""
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
-from tqdm import tqdm
+from empirical.validation.run import run_validation
 
-from empirical import data as datasets
-from empirical.commands.score import format_table
-from empirical.scoring import NetworkSpec, score_network
-
-DEMO_ARCHS = (
-    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-    "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
-    "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|skip_connect~1|nor_conv_1x1~2|",
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-)
+QUICK_PRESET = Path(__file__).resolve().parents[2] / "presets" / "quick.toml"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="score a few networks on digits and print a table")
-    p.add_argument("--seed", type=int, default=0)
+    p = subparsers.add_parser("demo", help="run the quick bound-validation preset on digits "
+                                           "(report and figures in a few minutes)")
+    p.add_argument("--out", default="runs/quick", metavar="DIR", help="run directory (default runs/quick)")
+    p.add_argument("--workers", type=int, default=None, help="parallel jobs (default: the preset's)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    split = datasets.load("digits")
-    specs = [NetworkSpec("nb201", arch=a, C=8, N=1) for a in DEMO_ARCHS]
-    rows = [
-        score_network(s, split, ["gradsign", "gradsign_sq"], batch=64, seed=args.seed)
-        for s in tqdm(specs, desc="scoring NB201 cells on digits", file=sys.stderr)
-    ]
-    print(f"GradSign of NAS-Bench-201 cells (C=8, N=1) on digits, batch 64, seed {args.seed}")
-    print(format_table(rows, ["gradsign", "gradsign_sq"]))
+    if not QUICK_PRESET.exists():
+        raise ValueError(f"the quick preset is missing at {QUICK_PRESET}; run from a full checkout")
+    result = run_validation(QUICK_PRESET, args.out, workers=args.workers)
+    s = result.summary
+    print(f"bound validation on digits ({QUICK_PRESET.name}): {s.total} networks: {s.skipped} already "
+          f"stored, {s.ok} measured now, {s.failed} failed")
+    print(f"report:  {result.report}")
+    print(f"figures: {result.run_dir / 'figures'}/ ({', '.join(sorted({p.stem for p in result.figures}))})")
+    print(f"store:   {result.run_dir / 'results.sqlite'}  (export with: gradsign export {result.run_dir} --csv FILE)")
     return 0
