@@ -78,6 +78,7 @@ def run_timing(args, archs):
         times["fwd+bwd"].append(timed(lambda: batched_forward_backward(net, x, y))[0])
         for name in proxies.names():
             times[name].append(timed(lambda: proxies.compute(name, net, x, y))[0])
+        tqdm.write(f"{k} {arch} " + " ".join(f"{n}={t[-1]:.3f}s" for n, t in times.items()))
     base = statistics.median(times["fwd+bwd"])
     print(f"\nNB201 C={args.C} N={args.N}, 3x32x32, batch {args.batch}, {len(archs)} archs "
           f"(seed {args.seed}), torch {torch.__version__}, {args.threads} threads")
@@ -93,6 +94,8 @@ def run_acceptance(args, archs):
     errors = []
     start = time.perf_counter()
     for k, arch in enumerate(tqdm(archs, desc="archs")):
+        if k < args.first:
+            continue
         net, x, y = build(arch, args, args.seed + k)
         before = {key: v.clone() for key, v in net.state_dict().items()}
         row = {}
@@ -111,7 +114,7 @@ def run_acceptance(args, archs):
         # One line per arch as it finishes, so a stopped run still reports what it did.
         tqdm.write(f"{k} {arch} " + " ".join(f"{n}={v}" for n, v in row.items()))
     elapsed = time.perf_counter() - start
-    print(f"\nacceptance: {len(archs)} archs (seed {args.seed}), NB201 C={args.C} N={args.N}, "
+    print(f"\nacceptance: archs {args.first}..{len(archs) - 1} of {len(archs)} (seed {args.seed}), NB201 C={args.C} N={args.N}, "
           f"3x32x32, batch {args.batch}, {elapsed:.0f} s")
     print("| proxy | finite | NaN (logged reason) | exceptions |")
     print("|---|---|---|---|")
@@ -131,6 +134,8 @@ def main():
     parser.add_argument("--N", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first", type=int, default=0,
+                        help="--acceptance: start at this index of the seeded sample (resume a stopped run)")
     args = parser.parse_args()
     if args.archs is None:
         args.archs = 50 if args.acceptance else 3
