@@ -45,6 +45,8 @@ def proxy_scatter(frame: pd.DataFrame, proxies: list[str], truth: str = "test_ac
         if _wide_range(x[keep]):
             finite = np.abs(x[keep][x[keep] != 0])
             ax.set_xscale("symlog", linthresh=float(finite.min()) if len(finite) else 1.0)
+        else:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         title = name if rho is None or name not in rho or not math.isfinite(rho[name]) else f"{name} (ρ = {rho[name]:.2f})"
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("score", fontsize=8)
