@@ -128,3 +128,16 @@ def test_an_allowed_fraction_of_unconverged_samples_is_excluded_not_fatal():
     assert 0 < converged <= 10 and len(row["a1"]["beta_hess"]) == converged
     assert math.isfinite(row["psi_2"])
     json.dumps(row)
+
+
+def test_small_cnn_job_on_digit_images():
+    raw = {**RAW, "data": {"name": "digits", "n": 6, "n_heldout": 4},
+           "model": {"family": "cnn", "width": 2, "depth": 1, "activation": "relu", "init_scale": 0.5}}
+    job = jobs_of(raw)[0]
+    row = validation_job(job)
+    assert FAILURE_KEY not in row, row
+    assert row["n_weights"] == 9 * 1 * 2 + 2 * 10  # conv 3x3 (1 -> 2 channels) and the linear head
+    d, model = rebuild(job)
+    assert d["X"].shape == (6, 1, 8, 8)
+    assert model[0].weight.abs().max() <= 0.5 * (1 / 9) ** 0.5  # default bound 1/sqrt(fan_in), scaled
+    assert row["solver"]["train"]["converged"] == 6 and math.isfinite(row["psi_2"])

@@ -224,8 +224,9 @@ def _assumption_section(ok: pd.DataFrame, statements: list[str]) -> list[str]:
     statements.append(f"A1 (β_hess ≥ β_eff at every sample) held in {_k_of_n(a1_all)} networks; on average "
                       f"{a1_frac.format(3)} of a network's samples were consistent.")
     statements.append(f"A2 (stationary optima, residual ≤ tol) held in {_k_of_n(a2_all)} networks.")
+    exact = proportion_ci(int((_column(ok, "agreement.rate") == 1).sum()), len(ok))
     statements.append(f"Sign–side agreement (A3) rate: mean {rate.format(3)} over networks; A3 itself (rate 1) "
-                      f"held in {int((_column(ok, 'agreement.rate') == 1).sum())}/{len(ok)} networks.")
+                      f"held in {_k_of_n(exact)} networks.")
     return lines
 
 
