@@ -185,3 +185,9 @@ def test_correlate_command_end_to_end(tmp_path, capsys):
     for name in ("correlation_scatter", "correlation_rho"):
         for ext in ("png", "pdf"):
             assert (run / f"{name}.{ext}").stat().st_size > 1000
+    # a loss-like metric: ranked by its negative, so ρ flips sign
+    assert main(["correlate", str(run), "--truth", f"nb201-file:{tmp_path / 'nb.pth'}", "--n-boot", "50",
+                 "--lower-is-better", "--no-figures", "--out", str(tmp_path / "neg")]) == 0
+    flipped = pd.read_json(tmp_path / "neg" / "correlation.json")
+    assert flipped["spearman"].tolist() == pytest.approx([-v for v in summary["spearman"]])
+    assert "-test_acc over 8 architectures" in (tmp_path / "neg" / "correlation.md").read_text()

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hp", default="200", choices=["200", "12"], help="schedule of a NAS-Bench-201 file")
     parser.add_argument("--trust-file", action="store_true",
                         help="allow full unpickling of the NAS-Bench-201 file (only for a trusted file)")
+    parser.add_argument("--lower-is-better", action="store_true",
+                        help="the metric is a loss: rank by its negative (ρ > 0 then still means 'agrees')")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--top", type=float, default=0.1, help="fraction for top-k precision")
@@ -58,16 +60,20 @@ def _main(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")
     joined = scores[["arch"] + names].merge(truth[["arch", args.metric]], on="arch", how="inner")
+    target = args.metric
+    if args.lower_is_better:
+        target = f"-{args.metric}"
+        joined[target] = -joined[args.metric]
     if len(joined) < 3:
         raise ValueError(f"only {len(joined)} architectures of the run have a ground truth in {args.truth}; "
                          "score the benchmark's architectures (space-score --subset nb201-digits) first")
-    summary = correlation.study(joined, names, args.metric, n_boot=args.n_boot, seed=args.seed,
+    summary = correlation.study(joined, names, target, n_boot=args.n_boot, seed=args.seed,
                                 top_fraction=args.top)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
-    text = (f"Rank correlation with {truth_name} {args.metric} over {len(joined)} architectures "
+    text = (f"Rank correlation with {truth_name} {target} over {len(joined)} architectures "
             f"(95% percentile bootstrap CIs, n_boot={args.n_boot}, seed={args.seed}; top half = the "
-            f"{int(summary['top_half_n'].max())} best by {args.metric}).\n\n" + correlation.to_markdown(summary) + "\n")
+            f"{int(summary['top_half_n'].max())} best by {target}).\n\n" + correlation.to_markdown(summary) + "\n")
     (out / "correlation.md").write_text(text)
     summary.to_json(out / "correlation.json", orient="records", indent=2)
     joined.to_csv(out / "correlation_data.csv", index=False)
@@ -78,7 +84,7 @@ def _main(args: argparse.Namespace) -> int:
         from figures.correlation import proxy_scatter, rho_bars
 
         rho = dict(zip(summary["proxy"], summary["spearman"]))
-        for name, fig in (("correlation_scatter", proxy_scatter(joined, names, args.metric, rho=rho)),
+        for name, fig in (("correlation_scatter", proxy_scatter(joined, names, target, rho=rho)),
                           ("correlation_rho", rho_bars(summary, title=f"{truth_name}, {len(joined)} architectures"))):
             for ext in ("png", "pdf"):
                 fig.savefig(out / f"{name}.{ext}", dpi=150)
