@@ -1,12 +1,15 @@
 """The `gradsign` command line.
 
 Each subcommand lives in its own module under `empirical.commands`; a module exposes
-`register(subparsers)` which adds its parser and sets `func(args) -> int`.
+`register(subparsers)` which adds its parser and sets `func(args) -> int`. Packages
+above `empirical` (paper_repro) add commands through the `gradsign.commands`
+entry-point group, so that `empirical` never imports them by name.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 
@@ -17,7 +20,6 @@ COMMAND_MODULES = [
     "empirical.commands.demo",
     "empirical.commands.export",
     "empirical.commands.figures",
-    "empirical.commands.repro",
     "empirical.commands.score",
     "empirical.commands.space_score",
     "empirical.commands.validate",
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for plugin in importlib.metadata.entry_points(group="gradsign.commands"):
+        plugin.load().register(subparsers)
     return parser
 
 

@@ -1,14 +1,13 @@
 """`gradsign repro ENTRY [options]`: run one paper-reproduction entry (`paper_repro`).
 
-`paper_repro` sits above `empirical` in the layering, so this command imports it only
-when it runs, by name, and hands it the rest of the command line; `empirical` itself
-never depends on it. `gradsign repro rank-correlation --toy` is
+`paper_repro` sits above `empirical` in the layering, so the command lives here and
+plugs into the `gradsign` command line through the `gradsign.commands` entry-point group
+(pyproject.toml); `empirical` never names it. `gradsign repro rank-correlation --toy` is
 `python -m paper_repro rank-correlation --toy`.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,4 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    return importlib.import_module("paper_repro.__main__").main([args.entry, *args.options])
+    from paper_repro.__main__ import main
+
+    return main([args.entry, *args.options])
