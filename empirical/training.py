@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from empirical.data import DataSplit
+from proxies.engine import training_mode
 
 __all__ = ["Recipe", "evaluate", "train"]
 
@@ -113,17 +114,6 @@ def _inputs(X: Tensor, flat: bool) -> Tensor:
     return X.flatten(start_dim=1) if flat else X
 
 
-def _set_mode(model: nn.Module, training: bool) -> list[tuple[nn.Module, bool]]:
-    saved = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    return saved
-
-
-def _restore_mode(saved: list[tuple[nn.Module, bool]]) -> None:
-    for module, flag in saved:
-        module.training = flag
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *,
              loss: str = "ce", flat: bool = False, batch_size: int = 1024) -> tuple[float, float]:
@@ -132,8 +122,7 @@ def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *
     ``loss='mse'``. The module's own flags are restored afterwards."""
     if loss not in ("ce", "mse"):
         raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
-    saved = _set_mode(model, False)
-    try:
+    with training_mode(model, False):
         total_loss, correct = 0.0, 0
         for start in range(0, X.shape[0], batch_size):
             out = functional_call(model, state, (_inputs(X[start:start + batch_size], flat),))
@@ -141,8 +130,6 @@ def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *
             total_loss += float(_per_sample_loss(loss, out, target).sum())
             if loss == "ce":
                 correct += int((out.argmax(dim=1) == target).sum())
-    finally:
-        _restore_mode(saved)
     n = X.shape[0]
     return total_loss / n, (correct / n if loss == "ce" else math.nan)
 
@@ -189,8 +176,7 @@ def train(model: nn.Module, split: DataSplit, recipe: Recipe, seed: int, flat: b
     X_train = _inputs(split.X_train, flat)
     step, last_loss, diverged = 0, math.nan, False
 
-    saved = _set_mode(model, True)
-    try:
+    with training_mode(model, True):
         for _ in range(recipe.epochs):
             order = torch.randperm(n, generator=generator)
             for start in range(0, steps_per_epoch * recipe.batch_size, recipe.batch_size):
@@ -209,8 +195,6 @@ def train(model: nn.Module, split: DataSplit, recipe: Recipe, seed: int, flat: b
                     break
             if diverged:
                 break
-    finally:
-        _restore_mode(saved)
 
     final = {name: t.detach() for name, t in state.items()}
     train_loss, train_acc = evaluate(model, final, split.X_train, split.y_train, loss=loss_name,

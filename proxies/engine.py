@@ -13,6 +13,7 @@ were.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -106,7 +107,7 @@ def validate_batch(inputs: Tensor, targets: Tensor) -> None:
         raise ValueError("targets contain NaN or Inf")
 
 
-def _check_class_targets(output: Tensor, targets: Tensor, loss_fn: LossFn) -> None:
+def check_class_targets(output: Tensor, targets: Tensor, loss_fn: LossFn) -> None:
     """Class indices must lie in [0, num_classes) for classification losses."""
     if loss_fn not in (F.cross_entropy, F.nll_loss) or targets.is_floating_point():
         return
@@ -187,8 +188,8 @@ def iter_per_sample_grads(
 
     sample_loss = make_sample_loss(model, loss_fn, output_selector)
     with torch.no_grad():
-        probe = functional_call(model, (all_params, _private_buffers(buffers)), (inputs[:1],))
-        _check_class_targets(select_output(probe, output_selector), targets, loss_fn)
+        probe = functional_call(model, (all_params, private_buffers(buffers)), (inputs[:1],))
+        check_class_targets(select_output(probe, output_selector), targets, loss_fn)
 
     # Buffers are batched so that BatchNorm's in-place running-stat update in training
     # mode writes into per-sample copies, never into the caller's tensors.
@@ -196,15 +197,36 @@ def iter_per_sample_grads(
     n = inputs.shape[0]
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
-        c = stop - start
-        batched_buffers = {k: b.unsqueeze(0).expand(c, *b.shape).clone() for k, b in buffers.items()}
         yield start, grad_fn(
-            diff_params, fixed_params, batched_buffers, inputs[start:stop], targets[start:stop]
+            diff_params, fixed_params, per_sample_buffers(buffers, stop - start),
+            inputs[start:stop], targets[start:stop],
         )
 
 
-def _private_buffers(buffers: dict[str, Tensor]) -> dict[str, Tensor]:
+def private_buffers(buffers: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Copies of the buffers, so BatchNorm's running-stat update never reaches the caller's."""
     return {k: b.clone() for k, b in buffers.items()}
+
+
+def per_sample_buffers(buffers: dict[str, Tensor], count: int) -> dict[str, Tensor]:
+    """One private copy of every buffer per sample (leading dim `count`), for `vmap`.
+
+    BatchNorm in training mode writes its running statistics in place; batched copies let
+    it do so under `vmap`, and keep the caller's tensors untouched.
+    """
+    return {k: b.unsqueeze(0).expand(count, *b.shape).clone() for k, b in buffers.items()}
+
+
+@contextlib.contextmanager
+def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Put every submodule in train (or eval) mode; restore each module's own flag after."""
+    saved = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, flag in saved:
+            module.training = flag
 
 
 def per_sample_grads(

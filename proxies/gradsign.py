@@ -17,23 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from proxies.engine import iter_per_sample_grads
+from proxies.engine import iter_per_sample_grads, training_mode
 from proxies.registry import register
-
-
-class _TrainingMode:
-    """Context manager: put a module tree in train/eval mode, restore each flag after."""
-
-    def __init__(self, model: nn.Module, training: bool):
-        self.model, self.training = model, training
-
-    def __enter__(self):
-        self.saved = [(m, m.training) for m in self.model.modules()]
-        self.model.train(self.training)
-
-    def __exit__(self, *exc):
-        for module, flag in self.saved:
-            module.training = flag
 
 
 def sign_counts(
@@ -49,7 +34,7 @@ def sign_counts(
 ) -> dict[str, Tensor]:
     """s_k = Σ_i sign(∂_k l_i(θ_0)) per parameter tensor, as int64 tensors."""
     counts: dict[str, Tensor] = {}
-    with _TrainingMode(model, train_mode):
+    with training_mode(model, train_mode):
         for _, grads in iter_per_sample_grads(
             model, inputs, targets, loss_fn,
             params=params, chunk_size=chunk_size, output_selector=output_selector,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from proxies.engine import functional_view, select_output
+from proxies.engine import functional_view, per_sample_buffers, private_buffers, select_output
 from theory.losses import resolve_loss
 
 
@@ -36,7 +36,7 @@ class FlatSampleLoss:
     buffers: dict[str, Tensor]
 
     def batched_buffers(self, count: int) -> dict[str, Tensor]:
-        return {k: b.unsqueeze(0).expand(count, *b.shape).clone() for k, b in self.buffers.items()}
+        return per_sample_buffers(self.buffers, count)
 
 
 def flat_sample_loss(
@@ -65,7 +65,7 @@ def flat_sample_loss(
             for name, chunk, shape in zip(param_names, torch.split(theta, sizes), param_shapes)
         }
         # Cloned inside the function: grad/jvp refuse in-place writes to captured tensors.
-        bufs = {k: b.clone() for k, b in bufs.items()}
+        bufs = private_buffers(bufs)
         out = functional_call(model, ({**fixed, **diff}, bufs), (x.unsqueeze(0),))
         return loss_fn(select_output(out, output_selector), y.unsqueeze(0))
 

@@ -53,7 +53,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, jacrev, vmap
 
-from proxies.engine import functional_view, select_param_names, validate_batch
+from proxies.engine import (
+    functional_view,
+    per_sample_buffers,
+    private_buffers,
+    select_param_names,
+    validate_batch,
+)
 from theory.losses import ResolvedLoss, check_targets, resolve_loss, residual
 from theory.optima import SampleWiseOptima
 
@@ -163,7 +169,7 @@ def sample_wise_optima(
         return out
 
     with torch.no_grad():
-        probe = forward(diff, {k: b.clone() for k, b in buffers.items()}, inputs[0])
+        probe = forward(diff, private_buffers(buffers), inputs[0])
     targets = check_targets(resolved_loss, probe, targets)
 
     n, m = inputs.shape[0], theta0.numel()
@@ -280,7 +286,7 @@ def _make_chunk_runner(solver: str):
         for it in range(opts["max_iter"] + 1):
             # Fresh per-sample buffer copies: training-mode BatchNorm writes its running
             # stats into these, and they are discarded.
-            bufs = {key: b.unsqueeze(0).expand(len(idx), *b.shape).clone() for key, b in buffers.items()}
+            bufs = per_sample_buffers(buffers, len(idx))
             with torch.no_grad():
                 ev = evaluate(th, bufs, xs, ys)
                 ev["grad_norm"] = _norm(ev["grad"])
@@ -304,7 +310,7 @@ def _make_chunk_runner(solver: str):
                     th = {k: p[keep] for k, p in th.items()}
                     direction = {k: d[keep] for k, d in direction.items()}
                 if gn_step is not None:
-                    bufs = {key: b.unsqueeze(0).expand(len(idx), *b.shape).clone() for key, b in buffers.items()}
+                    bufs = per_sample_buffers(buffers, len(idx))
                     th = gn_step(th, bufs, xs, ys, opts["eps"])
                 else:
                     th = {k: p.add_(direction[k], alpha=-opts["lr"]) for k, p in th.items()}

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
-import torch
 from torch import Tensor, nn
-from torch.func import functional_call
+from torch.func import functional_call, grad
 
-from proxies.engine import (
-    _check_class_targets,
+from proxies.engine import (  # noqa: F401  (training_mode, private_buffers: re-exported)
+    check_class_targets,
     functional_view,
+    private_buffers,
     select_output,
     select_param_names,
+    training_mode,
     validate_batch,
 )
 
@@ -32,18 +33,6 @@ def undefined(proxy: str, reason: str) -> float:
 
 
 @contextlib.contextmanager
-def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Put every submodule in train (or eval) mode; restore each module's own flag after."""
-    saved = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for module, flag in saved:
-            module.training = flag
-
-
-@contextlib.contextmanager
 def forward_hooks(modules: Sequence[nn.Module], hook_factory: Callable[[int, nn.Module], Callable]):
     """Register `hook_factory(i, module)` as a forward hook on each module; remove them after."""
     handles = []
@@ -54,11 +43,6 @@ def forward_hooks(modules: Sequence[nn.Module], hook_factory: Callable[[int, nn.
     finally:
         for handle in handles:
             handle.remove()
-
-
-def private_buffers(buffers: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Copies of the buffers, so BatchNorm's running-stat update never reaches the caller's."""
-    return {k: b.clone() for k, b in buffers.items()}
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -91,7 +75,25 @@ def batch_loss(
     def loss(diff_params: dict[str, Tensor]) -> Tensor:
         out = functional_call(model, ({**fixed, **diff_params}, private_buffers(buffers)), (inputs,))
         out = select_output(out, output_selector)
-        _check_class_targets(out, targets, loss_fn)
+        check_class_targets(out, targets, loss_fn)
         return loss_fn(out, targets)
 
     return loss, theta
+
+
+def batch_gradient(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    *,
+    params: str | Sequence[str] = "weights",
+    output_selector=None,
+    train_mode: bool = True,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """`(theta, ∂L/∂theta)` of the whole-batch loss (see `batch_loss`), in `train_mode`."""
+    with training_mode(model, train_mode):
+        loss, theta = batch_loss(
+            model, inputs, targets, loss_fn, params=params, output_selector=output_selector
+        )
+        return theta, grad(loss)(theta)

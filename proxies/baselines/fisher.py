@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad
 
 from proxies.baselines._common import forward_hooks, private_buffers, training_mode, weight_layers
-from proxies.engine import _check_class_targets, functional_view, select_output, validate_batch
+from proxies.engine import check_class_targets, functional_view, select_output, validate_batch
 from proxies.registry import register
 
 
@@ -45,7 +45,7 @@ def channel_saliencies(
         out = select_output(
             functional_call(model, (params, private_buffers(buffers)), (inputs,)), output_selector
         )
-        _check_class_targets(out, targets, loss_fn)
+        check_class_targets(out, targets, loss_fn)
         return loss_fn(out, targets)
 
     n = inputs.shape[0]

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import grad
 
-from proxies.baselines._common import batch_loss, training_mode
+from proxies.baselines._common import batch_gradient
 from proxies.registry import register
 
 
@@ -36,9 +35,8 @@ def snip(
         >>> snip(model, torch.randn(8, 4), torch.randint(0, 3, (8,))) > 0
         True
     """
-    with training_mode(model, train_mode):
-        loss, theta = batch_loss(
-            model, inputs, targets, loss_fn, params=params, output_selector=output_selector
-        )
-        g = grad(loss)(theta)
+    theta, g = batch_gradient(
+        model, inputs, targets, loss_fn, params=params, output_selector=output_selector,
+        train_mode=train_mode,
+    )
     return float(sum((theta[n] * g[n]).abs().sum() for n in theta))
