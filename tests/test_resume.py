@@ -1,13 +1,12 @@
 """Kill -9 a running driver part-way, rerun it, and get exactly the uninterrupted rows."""
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 from empirical.store import DB_NAME, ResultsStore
 from tests.helpers_jobs import run_toy
+from tests.helpers_kill import kill_after_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_JOBS, SLEEP = 12, 0.3
@@ -19,18 +18,6 @@ def driver_command(run_dir):
     return [sys.executable, "-c", code]
 
 
-def count_rows(path):
-    if not path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:  # the driver has not created the table yet
-        return 0
-    finally:
-        conn.close()
-
-
 def comparable(run_dir):
     with ResultsStore(run_dir, create=False) as store:
         rows = store.rows()
@@ -40,23 +27,7 @@ def comparable(run_dir):
 def test_sigkill_part_way_then_rerun_gives_the_uninterrupted_rows(tmp_path):
     run_dir = tmp_path / "killed"
     db = run_dir / DB_NAME
-    driver = subprocess.Popen(driver_command(run_dir), cwd=ROOT, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 180
-        while count_rows(db) < 3:
-            assert driver.poll() is None, f"driver ended before it could be killed: {driver.stderr.read()!r}"
-            assert time.monotonic() < deadline, "driver wrote no rows in 180 s"
-            time.sleep(0.02)
-        os.kill(driver.pid, signal.SIGKILL)
-        assert driver.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        # The pool's workers are orphaned by the kill: end them (they never write rows).
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        driver.stderr.close()
+    kill_after_rows(driver_command(run_dir), ROOT, db, rows=3, timeout=180)
 
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +16,7 @@ from empirical.cli import main
 from empirical.scoring import NetworkSpec, score_network
 from empirical.spaces import nb201
 from empirical.store import DB_NAME, ResultsStore
+from tests.helpers_kill import count_rows, kill_after_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(proxies=["gradsign", "params"], data="digits", batch=8, seed=3, C=2, N=1)
@@ -58,18 +56,6 @@ def test_job_hash_covers_arch_proxies_data_batch_and_seed():
     assert len(hashes | {base.job_hash, other_arch}) == len(variants) + 2
 
 
-def _count_rows(db) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-
-
 def _cli(run_dir, limit):
     return [sys.executable, "-m", "empirical.cli", "space-score", "--proxies", "gradsign,params",
             "--data", "digits", "--batch", "8", "--seed", "3", "--C", "2", "--N", "1",
@@ -80,19 +66,8 @@ def test_sigkill_part_way_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
     n = 40
     run_dir = tmp_path / "killed"
     db = run_dir / DB_NAME
-    driver = subprocess.Popen(_cli(run_dir, n), cwd=ROOT, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 240
-        while _count_rows(db) < 4:
-            assert driver.poll() is None, f"space-score ended before it could be killed: {driver.stderr.read()!r}"
-            assert time.monotonic() < deadline, "space-score wrote no rows in 240 s"
-            time.sleep(0.02)
-        os.kill(driver.pid, signal.SIGKILL)
-        assert driver.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        driver.stderr.close()
-    survivors = _count_rows(db)
+    kill_after_rows(_cli(run_dir, n), ROOT, db, rows=4, timeout=240)
+    survivors = count_rows(db)
     assert 4 <= survivors < n, "the kill must land part-way through the run"
 
     rerun = subprocess.run(_cli(run_dir, n), cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -1,11 +1,7 @@
 """Whole bound-validation runs: SIGKILL and resume, Ray == local, figures from the store, demo."""
 import ast
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +13,7 @@ from empirical.store import DB_NAME, ResultsStore
 from empirical.validation import schema
 from empirical.validation.job import validation_job
 from empirical.validation.run import run_validation
+from tests.helpers_kill import count_rows, kill_after_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 N_JOBS = 8
@@ -51,18 +48,6 @@ def comparable(run_dir):
     return sorted(out, key=lambda row: row[0])
 
 
-def count_rows(path):
-    if not path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "toy.toml"
@@ -83,22 +68,7 @@ def test_sigkill_part_way_then_rerun_gives_the_uninterrupted_rows(config, refere
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "empirical.cli", "validate", str(config), "--out", str(out),
                "--workers", "2", "--no-progress"]
-    driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while count_rows(out / DB_NAME) < 2:
-            assert driver.poll() is None, f"the run ended before it could be killed: {driver.stderr.read()!r}"
-            assert time.monotonic() < deadline, "no row written in 300 s"
-            time.sleep(0.02)
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its pool workers
-        assert driver.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        driver.stderr.close()
+    kill_after_rows(command, ROOT, out / DB_NAME, rows=2, timeout=300)
     survivors = count_rows(out / DB_NAME)
     assert 2 <= survivors < N_JOBS, "the kill must land part-way through the run"
     assert not (out / "report.md").exists()
