@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from theory.optima import SampleWiseOptima
+
 
 def loop_per_sample_grads(model, inputs, targets, loss_fn=F.cross_entropy, names=None):
     """One backward pass per sample on the module itself (state restored after)."""
@@ -43,3 +45,17 @@ def algorithm1_literal(model, inputs, targets, loss_fn=F.cross_entropy):
     model.zero_grad(set_to_none=True)
     model.load_state_dict(state)
     return total
+
+
+def linear_optima(model, X, Y):
+    """W*_i = W0 − r_i x_iᵀ/‖x_i‖² (docs/theory.md §2), computed directly."""
+    W0 = model.weight.detach()
+    r = X @ W0.T - Y
+    W = W0[None] - r[:, :, None] * X[:, None, :] / X.pow(2).sum(1)[:, None, None]
+    n = X.shape[0]
+    return SampleWiseOptima(
+        theta=W.reshape(n, -1), loss=torch.zeros(n, dtype=X.dtype), grad_norm=torch.zeros(n, dtype=X.dtype),
+        iterations=torch.zeros(n, dtype=torch.long), converged=torch.ones(n, dtype=torch.bool),
+        theta0=W0.reshape(-1), param_names=("weight",), param_shapes=(tuple(W0.shape),),
+        solver="gauss_newton", options={}, loss_name="mse",
+    )

@@ -8,21 +8,8 @@ from theory.assumptions import kept_samples, segment_points, segments
 from theory.hessian import top_eigenvalue
 from theory.optima import SampleWiseOptima
 from theory.registry import get_assumption
+from reference_loops import linear_optima
 from theory.solvers import sample_wise_optima
-
-
-def linear_optima(model, X, Y):
-    """W*_i = W0 − r_i x_iᵀ/‖x_i‖² (docs/theory.md §2), computed directly."""
-    W0 = model.weight.detach()
-    r = X @ W0.T - Y
-    W = W0[None] - r[:, :, None] * X[:, None, :] / X.pow(2).sum(1)[:, None, None]
-    n = X.shape[0]
-    return SampleWiseOptima(
-        theta=W.reshape(n, -1), loss=torch.zeros(n, dtype=X.dtype), grad_norm=torch.zeros(n, dtype=X.dtype),
-        iterations=torch.zeros(n, dtype=torch.long), converged=torch.ones(n, dtype=torch.bool),
-        theta0=W0.reshape(-1), param_names=("weight",), param_shapes=(tuple(W0.shape),),
-        solver="gauss_newton", options={}, loss_name="mse",
-    )
 
 
 def tanh_mlp(d=3, h=4, c=2, seed=0):

@@ -7,25 +7,11 @@ from torch import nn
 import theory
 from theory.assumptions import Assumption, AssumptionCheck
 from theory.bounds import Bound, Lbar, evaluate_bounds, psi_2
-from theory.optima import SampleWiseOptima
 from theory.registry import bound_names, get_bound, register_assumption, register_bound
+from reference_loops import linear_optima
 from theory.solvers import sample_wise_optima
 
 ALL = ["theorem1_per_sample", "theorem1_uniform", "theorem2", "lipschitz_per_sample", "lipschitz_psi1"]
-
-
-def linear_optima(model, X, Y):
-    """W*_i = W0 − r_i x_iᵀ/‖x_i‖² (docs/theory.md §2), computed directly."""
-    W0 = model.weight.detach()
-    r = X @ W0.T - Y
-    W = W0[None] - r[:, :, None] * X[:, None, :] / X.pow(2).sum(1)[:, None, None]
-    n = X.shape[0]
-    return SampleWiseOptima(
-        theta=W.reshape(n, -1), loss=torch.zeros(n, dtype=X.dtype), grad_norm=torch.zeros(n, dtype=X.dtype),
-        iterations=torch.zeros(n, dtype=torch.long), converged=torch.ones(n, dtype=torch.bool),
-        theta0=W0.reshape(-1), param_names=("weight",), param_shapes=(tuple(W0.shape),),
-        solver="gauss_newton", options={}, loss_name="mse",
-    )
 
 
 def test_bound_values_on_a_hand_computed_case():
