@@ -25,8 +25,9 @@ def _linear_problem(seed, n, d, c):
     return X, Y
 
 
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "generic"])
 @pytest.mark.parametrize("c, bias", [(1, False), (3, False), (3, True)])
-def test_linear_least_squares_reaches_closed_form(c, bias):
+def test_linear_least_squares_reaches_closed_form(c, bias, factored):
     X, Y = _linear_problem(c, n=25, d=6, c=c)
     torch.manual_seed(1)
     model = nn.Linear(6, c, bias=bias).to(DT)
@@ -41,7 +42,8 @@ def test_linear_least_squares_reaches_closed_form(c, bias):
     # GD on ½(w·x − y)² contracts by |1 − lr‖x‖²| per step: lr below 1/max‖x‖² is stable.
     lr = 0.9 / float((X.square().sum(1) + bias).max())
     for solver, opts in [("gauss_newton", {}), ("gd", {"lr": lr, "tol": 1e-12, "max_iter": 20000})]:
-        opt = theory.sample_wise_optima(model, X, targets, "mse", solver, **opts)
+        opt = theory.sample_wise_optima(model, X, targets, "mse", solver, factored_linear=factored, **opts)
+        assert opt.options["factored_linear"] == ([""] if factored else [])
         assert opt.converged.all()
         assert _rel(opt.theta, expected) < 1e-6, solver
         assert opt.loss.max() < 1e-12
@@ -87,7 +89,9 @@ def test_mlp_gauss_newton_and_gd_reach_zero_loss(relu_mlp_optima, digits):
             assert abs(float(0.5 * (out - Y[i]).square().sum()) - float(opt.loss[i])) < 1e-12
     # The same zero-loss manifold, reached at nearby but not identical points.
     assert theory.psi(gn) > 0 and theory.psi(gd) > 0
-    assert gn.options == {"eps": 1e-10, "max_iter": 50, "tol": 1e-10, "chunk_size": 200, "params": "all"}
+    assert gn.options == {
+        "eps": 1e-10, "max_iter": 50, "tol": 1e-10, "chunk_size": 200, "params": "all", "factored_linear": ["0", "2"],
+    }
 
 
 def test_unconverged_samples_are_flagged_and_psi_refuses_or_excludes(relu_mlp_optima, digits, caplog):

@@ -3,18 +3,24 @@
 ``sample_wise_optima`` runs one optimisation per training sample, all of them as one
 batched computation: the per-sample loss ``l_i(θ) = l(f_θ(x_i), y_i)`` is written for one
 ``(θ, x, y)`` with ``torch.func.functional_call`` and vmapped over ``(θ_i, x_i, y_i)``, so
-every sample carries its own parameter vector. Samples are processed in chunks; within a
-chunk, a sample whose stopping criterion is met stops updating and drops out of the
-batched computation (the others continue).
+every sample carries its own parameters. Samples are processed in chunks; within a
+chunk, a sample whose stopping criterion is met is recorded and stops counting (it is
+dropped from the batched computation at once for Gauss–Newton, and once a quarter of the
+working set has stopped for the gradient solvers).
+
+Parameters of plain ``nn.Linear`` layers are handled in factored form
+(``theory.factored_linear``): their per-sample gradients and Jacobians are never formed;
+Gram matrices, norms and updates come from ∂/∂(layer output) and the layer input. This is
+exact and removes most of the memory traffic on an MLP; ``factored_linear=False``
+differentiates every parameter directly.
 
 Solvers (the table of §2):
 
 - ``gauss_newton`` (loss="mse" only): ``θ ← θ + Δ``, ``Δ = −J_iᵀ(J_iJ_iᵀ + εI)⁻¹ r_i`` with
   ``r_i = f_θ(x_i) − y_i`` and ``J_i = ∂r_i/∂θ``; the min-norm step towards the zero-loss
   manifold. Options ``eps`` (1e-10), ``max_iter`` (50), ``tol`` (stop when
-  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise). The gradient for the
-  check comes from one backward pass; the k × m Jacobian is formed only for the samples
-  that take a step.
+  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise). One Jacobian pass
+  per iteration serves both the check (``J_iᵀr_i``) and the step.
 - ``gd``: ``θ ← θ − lr ∇l_i(θ)`` from θ_0 until ``‖∇l_i‖ ≤ tol``. Options ``lr`` (0.01),
   ``max_iter`` (10000), ``tol`` (1e-8 in float64, 1e-5 otherwise).
 - ``proximal``: ``argmin_θ l_i(θ) + (λ/2)‖θ − θ_0‖²`` by gradient descent on that objective
@@ -37,11 +43,14 @@ result (training mode uses batch statistics, eval mode does not update them). No
 eval mode.
 
 **Chunking.** With ``chunk_size=None`` the chunk holds as many samples as fit
-``DEFAULT_SOLVER_BUDGET_BYTES`` under the estimate ``itemsize · (8m + k·m + 64·d_in)``
-bytes per sample: a few parameter-sized state and work vectors (θ, gradient, update,
-autograd intermediates), the Jacobian ``k × m`` for ``gauss_newton`` (k = output size, 0
-for the other solvers) and a crude allowance for activations. Results do not depend on
-the chunk size.
+``DEFAULT_SOLVER_BUDGET_BYTES`` under the estimate ``itemsize · (4m + k·m_g + (k + 2)·o +
+64·d_in)`` bytes per sample: a few parameter-sized state and work vectors, the Jacobian
+``k × m_g`` of the parameters not factored (k = output size for ``gauss_newton``, 0 for
+the others), the factors (o = total Linear output size) and a crude allowance for
+activations. The budget is small on purpose: on the 2-core machine of
+``bench/bench_psi.py`` chunks of a few tens of MB ran faster than larger ones (fresh
+large allocations cost page faults at every step). Results do not depend on the chunk
+size beyond round-off.
 """
 from __future__ import annotations
 
@@ -51,7 +60,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, jacrev, vmap
+from torch.func import functional_call, grad, jacrev, vmap
+from torch.utils._pytree import tree_map
 
 from proxies.engine import (
     functional_view,
@@ -60,12 +70,20 @@ from proxies.engine import (
     select_param_names,
     validate_batch,
 )
+from theory.factored_linear import (
+    FactoredLinears,
+    find_factored_linears,
+    gram,
+    grad_sq_norm,
+    materialise,
+    positions,
+)
 from theory.losses import ResolvedLoss, check_targets, resolve_loss, residual
 from theory.optima import SampleWiseOptima
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOLVER_BUDGET_BYTES = 512 * 2**20
+DEFAULT_SOLVER_BUDGET_BYTES = 160 * 2**20
 
 SOLVERS = ("gauss_newton", "gd", "proximal", "eps_stop")
 
@@ -109,6 +127,7 @@ def sample_wise_optima(
     *,
     params: str | Sequence[str] = "all",
     chunk_size: int | None = None,
+    factored_linear: bool = True,
     **solver_options,
 ) -> SampleWiseOptima:
     """Per-sample optima θ*_i of l_i reached from the model's parameters θ_0 (theory.md §2).
@@ -124,6 +143,10 @@ def sample_wise_optima(
         params: which parameters move ("all", "weights" or a list of names); the others
             stay at their θ_0 values.
         chunk_size: samples per batched computation (default from a memory budget).
+        factored_linear: handle qualifying ``nn.Linear`` layers in factored form
+            (``theory.factored_linear``; exact, and much less memory traffic). False
+            differentiates every parameter directly (to check one route by the other).
+            The layers actually factored are recorded in ``result.options``.
         **solver_options: the solver's options; the values used, defaults included, are
             recorded in ``result.options``.
 
@@ -168,27 +191,37 @@ def sample_wise_optima(
             raise ValueError(f"model returned a {type(out).__name__}, not a tensor")
         return out
 
-    with torch.no_grad():
-        probe = forward(diff, private_buffers(buffers), inputs[0])
+    probe_output: list[Tensor] = []
+
+    def run_probe() -> Tensor:
+        with torch.no_grad():
+            probe_output.append(forward(diff, private_buffers(buffers), inputs[0]))
+        return probe_output[-1]
+
+    if factored_linear:
+        layers = find_factored_linears(model, diff, run_probe)
+    else:
+        layers = FactoredLinears(model, {})
+    probe = probe_output[-1] if probe_output else run_probe()
     targets = check_targets(resolved_loss, probe, targets)
 
     n, m = inputs.shape[0], theta0.numel()
     k = probe.numel() if solver == "gauss_newton" else 0
     if chunk_size is None:
-        per_sample = dtype.itemsize * (8 * m + k * m + 64 * inputs[0].numel())
+        m_generic = sum(p.numel() for name, p in diff.items() if name not in layers.names)
+        m_outputs = sum(math.prod(layer.out_shape) for layer in layers.layers.values())
+        per_sample = dtype.itemsize * (4 * m + k * m_generic + (k + 2) * m_outputs + 64 * inputs[0].numel())
         chunk_size = max(1, min(n, DEFAULT_SOLVER_BUDGET_BYTES // per_sample))
     elif not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
-    run_chunk = _CHUNK_RUNNERS[solver]
-    evaluate, gn_step = _make_evaluator(solver, forward, resolved_loss)
+    problem = _Problem(solver, forward, resolved_loss, layers, names, diff, dtype)
     results = []
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
-        results.append(
-            run_chunk(evaluate, gn_step, diff, buffers, inputs[start:stop], targets[start:stop], options)
-        )
+    with layers.hooked():
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
+            results.append(_run_chunk(problem, diff, buffers, inputs[start:stop], targets[start:stop], options))
     fields = {key: torch.cat([r[key] for r in results]) for key in results[0]}
     extra = {key: fields.pop(key) for key in list(fields) if key not in _CORE_FIELDS}
     return SampleWiseOptima(
@@ -201,7 +234,12 @@ def sample_wise_optima(
         param_names=tuple(names),
         param_shapes=shapes,
         solver=solver,
-        options={**options, "chunk_size": chunk_size, "params": params if isinstance(params, str) else list(params)},
+        options={
+            **options,
+            "chunk_size": chunk_size,
+            "params": params if isinstance(params, str) else list(params),
+            "factored_linear": sorted(layers.layers),
+        },
         loss_name=resolved_loss.name,
         extra=extra,
     )
@@ -210,119 +248,202 @@ def sample_wise_optima(
 _CORE_FIELDS = ("theta", "loss", "grad_norm", "iterations", "converged")
 
 
-def _make_evaluator(solver: str, forward, resolved_loss: ResolvedLoss):
-    """Batched ``evaluate(theta, bufs, x, y) -> {"loss", "grad"}`` and, for
-    ``gauss_newton``, the batched step ``gn_step(theta, bufs, x, y, eps) -> new theta``.
+class _Problem:
+    """The batched per-iteration computations of one solver.
 
-    ``theta`` and gradients are dicts ``name -> (c, *shape)``: keeping parameters apart
-    (no flat vector inside the loop) spares a concatenation of every per-sample gradient
-    and Jacobian. The Jacobian is only formed for samples that take a step: convergence
-    is checked on ‖∇l_i‖ = ‖J_iᵀr_i‖ from one backward pass.
+    Parameters are dicts ``name -> (c, *shape)`` (no flat vector inside the loop). The
+    moving parameters of factored Linear layers (see ``theory.factored_linear``) are
+    passed to the model as plain per-sample inputs; their derivatives come from a zero
+    perturbation ``z`` of the layer output and the layer input ``a``. Every other moving
+    parameter ("generic") is differentiated directly.
+
+    ``evaluate`` returns ``{"loss", "grad_norm", ...}`` plus what ``step`` needs, every
+    tensor with the samples as leading dimension (so the runner can drop samples):
+    for the gradient solvers ``generic`` (gradients), ``delta`` (∂l/∂out, (c, T, out))
+    and ``inputs`` (a, (c, T, in)); for Gauss–Newton ``generic`` (Jacobians
+    (c, k, *shape)), ``B`` (∂r/∂out, (c, k, T, out)), ``inputs`` and ``r`` (c, k): the
+    gradient ``J_iᵀr_i`` is taken from the Jacobian, so one pass serves the convergence
+    check and the step.
     """
 
-    def sample_loss(theta, bufs, x, y):
-        return resolved_loss.fn(forward(theta, bufs, x), y.unsqueeze(0))
+    def __init__(self, solver, forward, resolved_loss, layers: FactoredLinears, names, diff, dtype):
+        self.solver = solver
+        self.layers = layers
+        self.generic_names = [name for name in names if name not in layers.names]
+        self.factored_names = [name for name in names if name in layers.names]
+        self.z = layers.zeros(dtype)
 
-    value_grad = vmap(grad_and_value(sample_loss))
+        def outputs(generic, z, frozen, bufs, x):
+            with layers.tapping(z) as taps:
+                out = forward({**generic, **frozen}, bufs, x)
+                a = dict(taps)
+            return out, a
 
-    def evaluate(theta, bufs, x, y):
-        g, value = value_grad(theta, bufs, x, y)
-        return {"loss": value, "grad": g}
+        def sample_loss(generic, z, frozen, bufs, x, y):
+            out, a = outputs(generic, z, frozen, bufs, x)
+            value = resolved_loss.fn(out, y.unsqueeze(0))
+            return value, (value, a)
 
-    if solver != "gauss_newton":
-        return evaluate, None
+        def sample_residual(generic, z, frozen, bufs, x, y):
+            out, a = outputs(generic, z, frozen, bufs, x)
+            r = residual(out, y.unsqueeze(0))
+            return r, (r, a)
 
-    def residual_with_aux(theta, bufs, x, y):
-        r = residual(forward(theta, bufs, x), y.unsqueeze(0))
-        return r, r
+        in_dims = (0, None, 0, 0, 0, 0)
+        if solver == "gauss_newton":
+            self._derivatives = vmap(jacrev(sample_residual, argnums=(0, 1), has_aux=True), in_dims=in_dims)
+        else:
+            self._derivatives = vmap(grad(sample_loss, argnums=(0, 1), has_aux=True), in_dims=in_dims)
 
-    jac = vmap(jacrev(residual_with_aux, has_aux=True))
+    def _split(self, theta):
+        return ({n: theta[n] for n in self.generic_names}, {n: theta[n] for n in self.factored_names})
 
-    def gn_step(theta, bufs, x, y, eps):
-        J, r = jac(theta, bufs, x, y)  # name -> (c, k, *shape), (c, k)
-        rows = {name: j.flatten(2) for name, j in J.items()}
-        gram = sum(j @ j.mT for j in rows.values())  # J Jᵀ = Σ_params J_p J_pᵀ
-        gram = gram + eps * torch.eye(r.shape[-1], dtype=r.dtype)
-        u = torch.linalg.solve(gram, r).unsqueeze(1)  # (c, 1, k)
-        return {name: theta[name] - (u @ rows[name]).view_as(theta[name]) for name in theta}
+    def _factors(self, per_layer: dict[str, Tensor], inputs: dict[str, Tensor], batch_dims: int):
+        """Flatten the positions of each layer's derivative and input."""
+        return (
+            {name: positions(t, batch_dims) for name, t in per_layer.items()},
+            {name: positions(t, 1) for name, t in inputs.items()},
+        )
 
-    return evaluate, gn_step
+    def _grad_sq_norm(self, generic: dict[str, Tensor], delta: dict[str, Tensor], inputs: dict[str, Tensor]):
+        parts = [torch.linalg.vector_norm(g.flatten(1), dim=1).square() for g in generic.values()]
+        for name, layer in self.layers.layers.items():
+            parts.append(grad_sq_norm(delta[name], inputs[name], layer.weight is not None, layer.bias is not None))
+        return sum(parts[1:], parts[0]) if parts else torch.zeros(0)
+
+    def evaluate(self, theta, bufs, x, y) -> dict:
+        generic, frozen = self._split(theta)
+        (d_generic, d_z), (value, a) = self._derivatives(generic, self.z, frozen, bufs, x, y)
+        if self.solver == "gauss_newton":
+            B, inputs = self._factors(d_z, a, 2)
+            r = value
+            g_generic = {n: (r.unsqueeze(1) @ J.flatten(2)).squeeze(1) for n, J in d_generic.items()}
+            delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in B.items()}
+            grad_norm = self._grad_sq_norm(g_generic, delta, inputs).sqrt()
+            loss = 0.5 * r.square().sum(1)
+            return {"loss": loss, "grad_norm": grad_norm, "generic": d_generic, "B": B, "inputs": inputs, "r": r}
+        delta, inputs = self._factors(d_z, a, 1)
+        ev = {"loss": value, "grad_norm": self._grad_sq_norm(d_generic, delta, inputs).sqrt()}
+        if self.solver == "proximal":
+            # The proximal direction mixes in θ − θ_0: materialise the factored gradients.
+            grads = dict(d_generic)
+            for name, layer in self.layers.layers.items():
+                if layer.weight is not None:
+                    grads[layer.weight] = materialise(delta[name], inputs[name])
+                if layer.bias is not None:
+                    grads[layer.bias] = delta[name].sum(1)
+            ev["grads"] = grads
+            return ev
+        ev.update(generic=d_generic, delta=delta, inputs=inputs)
+        return ev
+
+    def stop(self, theta: dict, ev: dict, theta0: dict, opts: dict):
+        """At the evaluated θ: (stopping criterion met, proximal residual norm or None).
+
+        For ``proximal`` the step direction ``∇l_i + λ(θ − θ_0)`` is stored in ``ev``.
+        """
+        if self.solver == "eps_stop":
+            return ev["loss"] <= opts["eps"], None
+        if self.solver == "proximal":
+            ev["direction"] = {k: g + opts["lam"] * (theta[k] - theta0[k]) for k, g in ev.pop("grads").items()}
+            prox = _norm(ev["direction"])
+            return prox <= opts["tol"], prox
+        return ev["grad_norm"] <= opts["tol"], None
+
+    def step(self, theta: dict, ev: dict, opts: dict) -> dict:
+        """One update of every sample in ``theta`` (in place)."""
+        if self.solver == "proximal":
+            for k, d in ev["direction"].items():
+                theta[k].add_(d, alpha=-opts["lr"])
+            return theta
+        if self.solver == "gauss_newton":
+            J = {n: j.flatten(2) for n, j in ev["generic"].items()}
+            r = ev["r"]
+            G = torch.zeros(r.shape[0], r.shape[1], r.shape[1], dtype=r.dtype)
+            for j in J.values():
+                G = G + j @ j.mT
+            for name, layer in self.layers.layers.items():
+                G = G + gram(ev["B"][name], ev["inputs"][name], layer.weight is not None, layer.bias is not None)
+            G = G + opts["eps"] * torch.eye(r.shape[1], dtype=r.dtype)
+            u = torch.linalg.solve(G, r)  # Δ = −Jᵀ(JJᵀ + εI)⁻¹ r = −Jᵀu
+            for n, j in J.items():
+                theta[n].sub_((u.unsqueeze(1) @ j).view_as(theta[n]))
+            delta = {n: torch.einsum("ck,ckto->cto", u, b) for n, b in ev["B"].items()}
+            lr = 1.0
+        else:
+            lr = opts["lr"]
+            for n, g in ev["generic"].items():
+                theta[n].add_(g, alpha=-lr)
+            delta = ev["delta"]
+        for name, layer in self.layers.layers.items():
+            if layer.weight is not None:
+                theta[layer.weight].baddbmm_(delta[name].mT, ev["inputs"][name], alpha=-lr)
+            if layer.bias is not None:
+                theta[layer.bias].add_(delta[name].sum(1), alpha=-lr)
+        return theta
+
+    @property
+    def eager_compaction(self) -> bool:
+        # Gauss–Newton takes few steps and solves a k × k system per sample: drop stopped
+        # samples at once. The gradient solvers drop them once a quarter of the working
+        # set has stopped (stopped samples that are carried along are no longer read).
+        return self.solver == "gauss_newton"
 
 
 def _norm(tensors: dict[str, Tensor]) -> Tensor:
     """Per-sample Euclidean norm over all parameters: (c,)."""
-    return sum(t.flatten(1).square().sum(1) for t in tensors.values()).sqrt()
+    return sum(torch.linalg.vector_norm(t.flatten(1), dim=1).square() for t in tensors.values()).sqrt()
 
 
-def _stop_and_direction(solver: str, theta: dict, ev: dict, theta0: dict, opts: dict):
-    """At the evaluated θ: (stopping criterion met, step direction, proximal residual norm).
-
-    The direction is what is subtracted from θ, times ``lr``.
-    """
-    if solver == "eps_stop":
-        return ev["loss"] <= opts["eps"], ev["grad"], None
-    if solver == "proximal":
-        prox_grad = {k: g + opts["lam"] * (theta[k] - theta0[k]) for k, g in ev["grad"].items()}
-        prox = _norm(prox_grad)
-        return prox <= opts["tol"], prox_grad, prox
-    return ev["grad_norm"] <= opts["tol"], ev["grad"], None
-
-
-def _make_chunk_runner(solver: str):
-    def run(evaluate, gn_step, theta0, buffers, x, y, opts):
-        c = x.shape[0]
-        dtype = next(iter(theta0.values())).dtype
-        theta = torch.cat([p.reshape(1, -1) for p in theta0.values()], dim=1).repeat(c, 1)
-        loss = torch.full((c,), float("nan"), dtype=dtype)
-        grad_norm = torch.full_like(loss, float("nan"))
-        prox_norm = torch.full_like(loss, float("nan"))
-        iterations = torch.zeros(c, dtype=torch.long)
-        converged = torch.zeros(c, dtype=torch.bool)
-        diverged = torch.zeros(c, dtype=torch.bool)
-        # Working set: the samples still running, compacted whenever some of them stop, so
-        # finished samples cost nothing. All of them have taken `it` steps.
-        idx, xs, ys = torch.arange(c), x, y
-        th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
-        for it in range(opts["max_iter"] + 1):
-            # Fresh per-sample buffer copies: training-mode BatchNorm writes its running
-            # stats into these, and they are discarded.
-            bufs = per_sample_buffers(buffers, len(idx))
-            with torch.no_grad():
-                ev = evaluate(th, bufs, xs, ys)
-                ev["grad_norm"] = _norm(ev["grad"])
-                done, direction, prox = _stop_and_direction(solver, th, ev, theta0, opts)
-                bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad_norm"])
-                stop = done | bad if it < opts["max_iter"] else torch.ones_like(done)
-                if stop.any():
-                    rows = idx[stop]
-                    theta[rows] = torch.cat([p[stop].flatten(1) for p in th.values()], dim=1)
-                    loss[rows] = ev["loss"][stop]
-                    grad_norm[rows] = ev["grad_norm"][stop]
-                    if prox is not None:
-                        prox_norm[rows] = prox[stop]
-                    iterations[rows] = it
-                    converged[rows] = (done & ~bad)[stop]
-                    diverged[rows] = bad[stop]
-                    keep = ~stop
-                    if not keep.any():
-                        break
-                    idx, xs, ys = idx[keep], xs[keep], ys[keep]
+def _run_chunk(problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict) -> dict:
+    c = x.shape[0]
+    dtype = next(iter(theta0.values())).dtype
+    theta = torch.empty(c, sum(p.numel() for p in theta0.values()), dtype=dtype)
+    loss = torch.full((c,), float("nan"), dtype=dtype)
+    grad_norm = torch.full_like(loss, float("nan"))
+    prox_norm = torch.full_like(loss, float("nan"))
+    iterations = torch.zeros(c, dtype=torch.long)
+    converged = torch.zeros(c, dtype=torch.bool)
+    diverged = torch.zeros(c, dtype=torch.bool)
+    # Working set: rows `idx` of the chunk; `live` marks those still running (all have
+    # taken `it` steps). Stopped rows are recorded at once and dropped from the working
+    # set (at once or in batches, see `eager_compaction`).
+    idx, xs, ys = torch.arange(c), x, y
+    live = torch.ones(c, dtype=torch.bool)
+    th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
+    for it in range(opts["max_iter"] + 1):
+        # Fresh per-sample buffer copies: training-mode BatchNorm writes its running
+        # stats into these, and they are discarded.
+        bufs = per_sample_buffers(buffers, len(idx))
+        with torch.no_grad():
+            ev = problem.evaluate(th, bufs, xs, ys)
+            done, prox = problem.stop(th, ev, theta0, opts)
+            bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad_norm"])
+            stop = (done | bad if it < opts["max_iter"] else torch.ones_like(done)) & live
+            if stop.any():
+                rows = idx[stop]
+                theta[rows] = torch.cat([p[stop].flatten(1) for p in th.values()], dim=1)
+                loss[rows] = ev["loss"][stop]
+                grad_norm[rows] = ev["grad_norm"][stop]
+                if prox is not None:
+                    prox_norm[rows] = prox[stop]
+                iterations[rows] = it
+                converged[rows] = (done & ~bad)[stop]
+                diverged[rows] = bad[stop]
+                live &= ~stop
+                if not live.any():
+                    break
+                finished = len(idx) - int(live.sum())
+                if problem.eager_compaction or 4 * finished >= len(idx):
+                    keep = live
+                    idx, xs, ys, live = idx[keep], xs[keep], ys[keep], live[keep]
                     th = {k: p[keep] for k, p in th.items()}
-                    direction = {k: d[keep] for k, d in direction.items()}
-                if gn_step is not None:
-                    bufs = per_sample_buffers(buffers, len(idx))
-                    th = gn_step(th, bufs, xs, ys, opts["eps"])
-                else:
-                    th = {k: p.add_(direction[k], alpha=-opts["lr"]) for k, p in th.items()}
-        out = {
-            "theta": theta, "loss": loss, "grad_norm": grad_norm,
-            "iterations": iterations, "converged": converged, "diverged": diverged,
-        }
-        if solver == "proximal":
-            out["prox_grad_norm"] = prox_norm
-        return out
-
-    return run
-
-
-_CHUNK_RUNNERS = {name: _make_chunk_runner(name) for name in SOLVERS}
+                    ev = tree_map(lambda t: t[keep], ev)
+            th = problem.step(th, ev, opts)
+    out = {
+        "theta": theta, "loss": loss, "grad_norm": grad_norm,
+        "iterations": iterations, "converged": converged, "diverged": diverged,
+    }
+    if problem.solver == "proximal":
+        out["prox_grad_norm"] = prox_norm
+    return out
