@@ -244,3 +244,20 @@ def test_callable_loss_and_divergence_flag():
     assert opt.loss_name == "half_sq"
     assert opt.extra["diverged"].all() and not opt.converged.any()
     np.testing.assert_array_less(opt.iterations.numpy(), 2000)
+
+
+@pytest.mark.parametrize("solver", ["gauss_newton", "gd"])
+def test_a_non_finite_sample_is_flagged_and_does_not_disturb_the_others(solver):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Softplus(), nn.Linear(8, 2)).to(DT)
+    X, Y = torch.randn(6, 4, dtype=DT), torch.randn(6, 2, dtype=DT)
+    X[2] = 1e300  # the residual overflows: l_2 = inf at θ_0
+    opts = {"lr": 0.1, "tol": 1e-9} if solver == "gd" else {}
+    opt = theory.sample_wise_optima(model, X, Y, "mse", solver, **opts)
+    assert opt.extra["diverged"].tolist() == [False, False, True, False, False, False]
+    assert int(opt.iterations[2]) == 0 and not opt.converged[2]
+    keep = torch.tensor([0, 1, 3, 4, 5])
+    clean = theory.sample_wise_optima(model, X[keep], Y[keep], "mse", solver, **opts)
+    assert opt.converged[keep].all()
+    assert torch.equal(opt.iterations[keep], clean.iterations)
+    torch.testing.assert_close(opt.theta[keep], clean.theta, rtol=0, atol=1e-12)

@@ -4,9 +4,9 @@
 batched computation: the per-sample loss ``l_i(θ) = l(f_θ(x_i), y_i)`` is written for one
 ``(θ, x, y)`` with ``torch.func.functional_call`` and vmapped over ``(θ_i, x_i, y_i)``, so
 every sample carries its own parameters. Samples are processed in chunks; within a
-chunk, a sample whose stopping criterion is met is recorded and stops counting (it is
-dropped from the batched computation at once for Gauss–Newton, and once a quarter of the
-working set has stopped for the gradient solvers).
+chunk, a sample whose stopping criterion is met is recorded at once and dropped from the
+batched computation once a quarter of the working set has stopped (until then it is
+carried along, its later values unused).
 
 Parameters of plain ``nn.Linear`` layers are handled in factored form
 (``theory.factored_linear``): their per-sample gradients and Jacobians are never formed;
@@ -216,16 +216,19 @@ def sample_wise_optima(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
     problem = _Problem(solver, forward, resolved_loss, layers, names, diff, dtype)
+    theta = torch.empty(n, m, dtype=dtype)
     results = []
     with layers.hooked():
         for start in range(0, n, chunk_size):
             stop = min(n, start + chunk_size)
             log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
-            results.append(_run_chunk(problem, diff, buffers, inputs[start:stop], targets[start:stop], options))
+            results.append(
+                _run_chunk(problem, diff, buffers, inputs[start:stop], targets[start:stop], options, theta[start:stop])
+            )
     fields = {key: torch.cat([r[key] for r in results]) for key in results[0]}
     extra = {key: fields.pop(key) for key in list(fields) if key not in _CORE_FIELDS}
     return SampleWiseOptima(
-        theta=fields["theta"],
+        theta=theta,
         loss=fields["loss"],
         grad_norm=fields["grad_norm"],
         iterations=fields["iterations"],
@@ -245,7 +248,7 @@ def sample_wise_optima(
     )
 
 
-_CORE_FIELDS = ("theta", "loss", "grad_norm", "iterations", "converged")
+_CORE_FIELDS = ("loss", "grad_norm", "iterations", "converged")
 
 
 class _Problem:
@@ -350,8 +353,10 @@ class _Problem:
             return prox <= opts["tol"], prox
         return ev["grad_norm"] <= opts["tol"], None
 
-    def step(self, theta: dict, ev: dict, opts: dict) -> dict:
-        """One update of every sample in ``theta`` (in place)."""
+    def step(self, theta: dict, ev: dict, opts: dict, live: Tensor) -> dict:
+        """One update of every sample in ``theta`` (in place). Samples that have stopped
+        (``~live``, already recorded) may be updated too; Gauss–Newton leaves them be (so
+        a non-finite stopped sample never reaches the linear solve)."""
         if self.solver == "proximal":
             for k, d in ev["direction"].items():
                 theta[k].add_(d, alpha=-opts["lr"])
@@ -364,8 +369,9 @@ class _Problem:
                 G = G + j @ j.mT
             for name, layer in self.layers.layers.items():
                 G = G + gram(ev["B"][name], ev["inputs"][name], layer.weight is not None, layer.bias is not None)
-            G = G + opts["eps"] * torch.eye(r.shape[1], dtype=r.dtype)
-            u = torch.linalg.solve(G, r)  # Δ = −Jᵀ(JJᵀ + εI)⁻¹ r = −Jᵀu
+            eye = torch.eye(r.shape[1], dtype=r.dtype)
+            G = torch.where(live[:, None, None], G + opts["eps"] * eye, eye)
+            u = torch.linalg.solve(G, torch.where(live[:, None], r, 0.0))  # Δ = −Jᵀ(JJᵀ + εI)⁻¹ r = −Jᵀu
             for n, j in J.items():
                 theta[n].sub_((u.unsqueeze(1) @ j).view_as(theta[n]))
             delta = {n: torch.einsum("ck,ckto->cto", u, b) for n, b in ev["B"].items()}
@@ -382,23 +388,22 @@ class _Problem:
                 theta[layer.bias].add_(delta[name].sum(1), alpha=-lr)
         return theta
 
-    @property
-    def eager_compaction(self) -> bool:
-        # Gauss–Newton takes few steps and solves a k × k system per sample: drop stopped
-        # samples at once. The gradient solvers drop them once a quarter of the working
-        # set has stopped (stopped samples that are carried along are no longer read).
-        return self.solver == "gauss_newton"
-
 
 def _norm(tensors: dict[str, Tensor]) -> Tensor:
     """Per-sample Euclidean norm over all parameters: (c,)."""
     return sum(torch.linalg.vector_norm(t.flatten(1), dim=1).square() for t in tensors.values()).sqrt()
 
 
-def _run_chunk(problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict) -> dict:
+def _run_chunk(
+    problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict, theta: Tensor
+) -> dict:
+    """Solve the chunk's samples; θ*_i are written into ``theta`` (c, m), the rest returned."""
     c = x.shape[0]
-    dtype = next(iter(theta0.values())).dtype
-    theta = torch.empty(c, sum(p.numel() for p in theta0.values()), dtype=dtype)
+    dtype = theta.dtype
+    spans, start = [], 0
+    for p in theta0.values():
+        spans.append((start, start + p.numel()))
+        start += p.numel()
     loss = torch.full((c,), float("nan"), dtype=dtype)
     grad_norm = torch.full_like(loss, float("nan"))
     prox_norm = torch.full_like(loss, float("nan"))
@@ -407,7 +412,7 @@ def _run_chunk(problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Ten
     diverged = torch.zeros(c, dtype=torch.bool)
     # Working set: rows `idx` of the chunk; `live` marks those still running (all have
     # taken `it` steps). Stopped rows are recorded at once and dropped from the working
-    # set (at once or in batches, see `eager_compaction`).
+    # set in batches.
     idx, xs, ys = torch.arange(c), x, y
     live = torch.ones(c, dtype=torch.bool)
     th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
@@ -422,7 +427,8 @@ def _run_chunk(problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Ten
             stop = (done | bad if it < opts["max_iter"] else torch.ones_like(done)) & live
             if stop.any():
                 rows = idx[stop]
-                theta[rows] = torch.cat([p[stop].flatten(1) for p in th.values()], dim=1)
+                for (a, b), p in zip(spans, th.values()):
+                    theta[rows, a:b] = p[stop].flatten(1)
                 loss[rows] = ev["loss"][stop]
                 grad_norm[rows] = ev["grad_norm"][stop]
                 if prox is not None:
@@ -433,15 +439,16 @@ def _run_chunk(problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Ten
                 live &= ~stop
                 if not live.any():
                     break
-                finished = len(idx) - int(live.sum())
-                if problem.eager_compaction or 4 * finished >= len(idx):
+                # Drop the stopped samples once they are a quarter of the working set
+                # (until then they are carried along: cheaper than copying every step).
+                if 4 * (len(idx) - int(live.sum())) >= len(idx):
                     keep = live
                     idx, xs, ys, live = idx[keep], xs[keep], ys[keep], live[keep]
                     th = {k: p[keep] for k, p in th.items()}
                     ev = tree_map(lambda t: t[keep], ev)
-            th = problem.step(th, ev, opts)
+            th = problem.step(th, ev, opts, live)
     out = {
-        "theta": theta, "loss": loss, "grad_norm": grad_norm,
+        "loss": loss, "grad_norm": grad_norm,
         "iterations": iterations, "converged": converged, "diverged": diverged,
     }
     if problem.solver == "proximal":
