@@ -31,12 +31,14 @@ def test_psi1_with_ties_and_float32_input():
     assert psi(theta, norm=2) == pytest.approx(_double_loop(theta.double(), 2), rel=1e-12)
 
 
-def test_psi1_blocks_over_columns(monkeypatch):
+def test_psi_blocks_over_columns(monkeypatch):
     psi_module = importlib.import_module("theory.psi")  # the attribute theory.psi is the function
 
     theta = torch.randn(9, 23, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     monkeypatch.setattr(psi_module, "_PSI1_BLOCK_VALUES", 9 * 4)  # blocks of 4 columns
+    monkeypatch.setattr(psi_module, "_PSI2_BLOCK_VALUES", 9 * 5)  # blocks of 5 columns
     assert psi(theta, norm=1) == pytest.approx(_double_loop(theta, 1), rel=1e-12)
+    assert psi(theta, norm=2) == pytest.approx(_double_loop(theta, 2), rel=1e-12)
 
 
 def _optima(theta, converged):

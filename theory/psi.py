@@ -17,8 +17,9 @@ from theory.optima import SampleWiseOptima
 
 log = logging.getLogger(__name__)
 
-# Columns sorted at once for Ψ_1: bounds the temporary (n, block) copy.
+# Columns handled at once: bounds the temporary (n, block) copies.
 _PSI1_BLOCK_VALUES = 2**24
+_PSI2_BLOCK_VALUES = 2**20
 
 
 def psi(
@@ -70,9 +71,13 @@ def psi(
 
 
 def _psi2(theta: Tensor) -> float:
-    n = theta.shape[0]
-    centred = theta - theta.mean(dim=0, keepdim=True)
-    return float(2.0 / n * centred.square().sum())
+    n, m = theta.shape
+    block = max(1, _PSI2_BLOCK_VALUES // n)
+    total = theta.new_zeros(())
+    for start in range(0, m, block):  # column blocks: small temporaries
+        columns = theta[:, start:start + block]
+        total = total + torch.linalg.vector_norm(columns - columns.mean(dim=0, keepdim=True)).square()
+    return float(2.0 / n * total)
 
 
 def _psi1(theta: Tensor) -> float:
