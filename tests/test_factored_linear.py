@@ -96,6 +96,29 @@ def test_factored_route_equals_generic_route(loss, solver, opts):
         assert not module._forward_hooks
 
 
+class _VectorInput(nn.Module):
+    """The first Linear sees one sample as a bare vector (no batch dimension)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.fc(x[0]))).unsqueeze(0)
+
+
+@pytest.mark.parametrize("solver", ["gauss_newton", "gd"])
+def test_linear_on_a_bare_vector(solver):
+    torch.manual_seed(4)
+    model = _VectorInput().to(DT)
+    X, Y = torch.randn(4, 3, dtype=DT), torch.randn(4, 2, dtype=DT)
+    opts = {"lr": 0.1, "tol": 1e-9} if solver == "gd" else {}
+    fac, gen = _pair(model, X, Y, "mse", solver, **opts)
+    assert fac.options["factored_linear"] == ["fc", "head"]
+    assert fac.converged.all() and torch.equal(fac.iterations, gen.iterations)
+    torch.testing.assert_close(fac.theta, gen.theta, rtol=0, atol=1e-10)
+
+
 class _Tied(nn.Module):
     def __init__(self):
         super().__init__()

@@ -184,8 +184,10 @@ def find_factored_linears(
 
 
 def positions(t: Tensor, batch_dims: int) -> Tensor:
-    """Reshape ``(*batch, 1, ..., features)`` to ``(*batch, T, features)``: the positions
-    of one sample's Linear input or output, flattened."""
+    """Reshape ``(*batch, ..., features)`` to ``(*batch, T, features)``: the positions of
+    one sample's Linear input or output, flattened (T = 1 for an input of one vector)."""
+    if t.ndim == batch_dims + 1:
+        return t.unsqueeze(batch_dims)
     return t.flatten(batch_dims, -2)
 
 

@@ -215,7 +215,7 @@ def sample_wise_optima(
     elif not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
-    problem = _Problem(solver, forward, resolved_loss, layers, names, diff, dtype)
+    problem = _Problem(solver, forward, resolved_loss, layers, names, dtype)
     theta = torch.empty(n, m, dtype=dtype)
     results = []
     with layers.hooked():
@@ -269,7 +269,7 @@ class _Problem:
     check and the step.
     """
 
-    def __init__(self, solver, forward, resolved_loss, layers: FactoredLinears, names, diff, dtype):
+    def __init__(self, solver, forward, resolved_loss, layers: FactoredLinears, names, dtype):
         self.solver = solver
         self.layers = layers
         self.generic_names = [name for name in names if name not in layers.names]
@@ -312,7 +312,7 @@ class _Problem:
         parts = [torch.linalg.vector_norm(g.flatten(1), dim=1).square() for g in generic.values()]
         for name, layer in self.layers.layers.items():
             parts.append(grad_sq_norm(delta[name], inputs[name], layer.weight is not None, layer.bias is not None))
-        return sum(parts[1:], parts[0]) if parts else torch.zeros(0)
+        return torch.stack(parts).sum(0)
 
     def evaluate(self, theta, bufs, x, y) -> dict:
         generic, frozen = self._split(theta)
