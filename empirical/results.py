@@ -43,7 +43,9 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load(run_dir: str | os.PathLike, *, status: str | None = None) -> pd.DataFrame:
-    """The run's rows as a DataFrame (insertion order); see the module docstring for columns.
+    """The run's rows as a DataFrame, ordered by job hash (not by completion, which parallel
+    workers vary: seeded statistics over the rows then give the same numbers every time);
+    see the module docstring for columns.
 
     status: None for all rows, 'ok' or 'failed' for those only.
     Raises ValueError if a metric has the same name as a param or a bookkeeping column
@@ -82,7 +84,7 @@ def load(run_dir: str | os.PathLike, *, status: str | None = None) -> pd.DataFra
     extra = [c for c in frame.columns if c.startswith(("timing.", "version.")) and c not in param_names
              and c not in metric_names]
     order = list(_LEADING) + list(param_names) + list(metric_names) + extra + list(_TRAILING)
-    return frame[order]
+    return frame[order].sort_values("hash", kind="stable").reset_index(drop=True)
 
 
 def export(run_dir: str | os.PathLike, *, csv: str | os.PathLike | None = None,

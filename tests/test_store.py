@@ -112,6 +112,16 @@ def test_load_flattens_params_and_metrics(tmp_path):
     assert flatten({"a": {"b": {"c": 1}}, "d": [{"e": 1}]}) == {"a.b.c": 1, "d": '[{"e":1}]'}
 
 
+def test_load_order_does_not_depend_on_completion_order(tmp_path):
+    for name, order in (("forward", range(6)), ("backward", reversed(range(6)))):
+        with ResultsStore(tmp_path / name) as store:
+            for n in order:
+                store.record(job(n), status="ok", result={"psi": n / 7})
+    forward, backward = load(tmp_path / "forward"), load(tmp_path / "backward")
+    assert list(forward["hash"]) == sorted(forward["hash"])
+    pd.testing.assert_frame_equal(forward.drop(columns="created_at"), backward.drop(columns="created_at"))
+
+
 def test_load_refuses_a_metric_named_like_a_param(tmp_path):
     with ResultsStore(tmp_path) as store:
         store.record(job(1), status="ok", result={"n": 5})

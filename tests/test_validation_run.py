@@ -113,6 +113,17 @@ def test_report_states_bounds_correlations_and_assumptions(reference):
         assert needle in text, needle
 
 
+def test_report_does_not_depend_on_the_order_rows_were_stored_in(reference):
+    # Parallel workers store rows in completion order; the bootstrap intervals must not see it.
+    from empirical import results
+    from empirical.validation import report
+
+    frame = results.load(reference.run_dir)
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert not shuffled["hash"].equals(frame["hash"])
+    assert report.render(shuffled, title="t") == report.render(frame, title="t")
+
+
 def test_figures_module_imports_nothing_from_the_toolkit():
     tree = ast.parse((ROOT / "figures" / "validation.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)

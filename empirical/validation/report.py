@@ -255,6 +255,9 @@ def render(frame: pd.DataFrame, title: str = "run") -> str:
     lines = [f"# Bound validation: {title}", ""]
     if frame.empty:
         return "\n".join(lines + ["The run has no rows yet.", ""])
+    # Rows come in completion order, which parallel workers vary; the bootstrap intervals
+    # resample by position, so fix the order (by job hash) for the same report every time.
+    frame = frame.sort_values("hash", kind="stable").reset_index(drop=True)
     total = len(frame)
     failed = frame[frame["status"] == "failed"]
     revisions = sorted(set(map(str, frame["git_revision"])))
