@@ -19,8 +19,10 @@ Solvers (the table of §2):
 - ``gauss_newton`` (loss="mse" only): ``θ ← θ + Δ``, ``Δ = −J_iᵀ(J_iJ_iᵀ + εI)⁻¹ r_i`` with
   ``r_i = f_θ(x_i) − y_i`` and ``J_i = ∂r_i/∂θ``; the min-norm step towards the zero-loss
   manifold. Options ``eps`` (1e-10), ``max_iter`` (50), ``tol`` (stop when
-  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise). One Jacobian pass
-  per iteration serves both the check (``J_iᵀr_i``) and the step.
+  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise). When every moving
+  parameter is factored, one Jacobian pass per iteration serves both the check and the
+  step; otherwise the check takes a gradient pass and the Jacobian is formed only for the
+  samples still running.
 - ``gd``: ``θ ← θ − lr ∇l_i(θ)`` from θ_0 until ``‖∇l_i‖ ≤ tol``. Options ``lr`` (0.01),
   ``max_iter`` (10000), ``tol`` (1e-8 in float64, 1e-5 otherwise).
 - ``proximal``: ``argmin_θ l_i(θ) + (λ/2)‖θ − θ_0‖²`` by gradient descent on that objective
@@ -264,9 +266,8 @@ class _Problem:
     tensor with the samples as leading dimension (so the runner can drop samples):
     for the gradient solvers ``generic`` (gradients), ``delta`` (∂l/∂out, (c, T, out))
     and ``inputs`` (a, (c, T, in)); for Gauss–Newton ``generic`` (Jacobians
-    (c, k, *shape)), ``B`` (∂r/∂out, (c, k, T, out)), ``inputs`` and ``r`` (c, k): the
-    gradient ``J_iᵀr_i`` is taken from the Jacobian, so one pass serves the convergence
-    check and the step.
+    (c, k, *shape)), ``B`` (∂r/∂out, (c, k, T, out)), ``inputs`` and ``r`` (c, k), from
+    ``jacobian_pass`` (see ``separate_jacobian_pass`` for when it runs).
     """
 
     def __init__(self, solver, forward, resolved_loss, layers: FactoredLinears, names, dtype):
@@ -293,10 +294,13 @@ class _Problem:
             return r, (r, a)
 
         in_dims = (0, None, 0, 0, 0, 0)
-        if solver == "gauss_newton":
-            self._derivatives = vmap(jacrev(sample_residual, argnums=(0, 1), has_aux=True), in_dims=in_dims)
-        else:
-            self._derivatives = vmap(grad(sample_loss, argnums=(0, 1), has_aux=True), in_dims=in_dims)
+        self._gradients = vmap(grad(sample_loss, argnums=(0, 1), has_aux=True), in_dims=in_dims)
+        self._jacobians = vmap(jacrev(sample_residual, argnums=(0, 1), has_aux=True), in_dims=in_dims)
+        # Gauss–Newton: with every moving parameter factored the Jacobian pass is cheap, and
+        # one pass per iteration serves the convergence check and the step. Otherwise the
+        # check takes a gradient pass and the (k times dearer) Jacobian is formed only for
+        # the samples still in the working set (`jacobian_pass`).
+        self.separate_jacobian_pass = solver == "gauss_newton" and bool(self.generic_names)
 
     def _split(self, theta):
         return ({n: theta[n] for n in self.generic_names}, {n: theta[n] for n in self.factored_names})
@@ -314,18 +318,26 @@ class _Problem:
             parts.append(grad_sq_norm(delta[name], inputs[name], layer.weight is not None, layer.bias is not None))
         return torch.stack(parts).sum(0)
 
-    def evaluate(self, theta, bufs, x, y) -> dict:
+    def jacobian_pass(self, theta, bufs, x, y) -> dict:
+        """Gauss–Newton's Jacobian pass: ``generic``, ``B``, ``inputs``, ``r`` (and the loss
+        and gradient norm that follow from them)."""
         generic, frozen = self._split(theta)
-        (d_generic, d_z), (value, a) = self._derivatives(generic, self.z, frozen, bufs, x, y)
-        if self.solver == "gauss_newton":
-            B, inputs = self._factors(d_z, a, 2)
-            r = value
-            g_generic = {n: (r.unsqueeze(1) @ J.flatten(2)).squeeze(1) for n, J in d_generic.items()}
-            delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in B.items()}
-            grad_norm = self._grad_sq_norm(g_generic, delta, inputs).sqrt()
-            loss = 0.5 * r.square().sum(1)
-            return {"loss": loss, "grad_norm": grad_norm, "generic": d_generic, "B": B, "inputs": inputs, "r": r}
+        (d_generic, d_z), (r, a) = self._jacobians(generic, self.z, frozen, bufs, x, y)
+        B, inputs = self._factors(d_z, a, 2)
+        g_generic = {n: (r.unsqueeze(1) @ J.flatten(2)).squeeze(1) for n, J in d_generic.items()}
+        delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in B.items()}
+        grad_norm = self._grad_sq_norm(g_generic, delta, inputs).sqrt()
+        loss = 0.5 * r.square().sum(1)
+        return {"loss": loss, "grad_norm": grad_norm, "generic": d_generic, "B": B, "inputs": inputs, "r": r}
+
+    def evaluate(self, theta, bufs, x, y) -> dict:
+        if self.solver == "gauss_newton" and not self.separate_jacobian_pass:
+            return self.jacobian_pass(theta, bufs, x, y)
+        generic, frozen = self._split(theta)
+        (d_generic, d_z), (value, a) = self._gradients(generic, self.z, frozen, bufs, x, y)
         delta, inputs = self._factors(d_z, a, 1)
+        if self.solver == "gauss_newton":
+            return {"loss": value, "grad_norm": self._grad_sq_norm(d_generic, delta, inputs).sqrt()}
         ev = {"loss": value, "grad_norm": self._grad_sq_norm(d_generic, delta, inputs).sqrt()}
         if self.solver == "proximal":
             # The proximal direction mixes in θ − θ_0: materialise the factored gradients.
@@ -446,6 +458,8 @@ def _run_chunk(
                     idx, xs, ys, live = idx[keep], xs[keep], ys[keep], live[keep]
                     th = {k: p[keep] for k, p in th.items()}
                     ev = tree_map(lambda t: t[keep], ev)
+            if problem.separate_jacobian_pass:
+                ev.update(problem.jacobian_pass(th, per_sample_buffers(buffers, len(idx)), xs, ys))
             th = problem.step(th, ev, opts, live)
     out = {
         "loss": loss, "grad_norm": grad_norm,
