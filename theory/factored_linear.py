@@ -46,8 +46,8 @@ class FactoredLinear:
 
 
 class _Taps:
-    """Forward hooks on the factored layers: add ``z[layer]`` to the output and record
-    the input, while ``active`` (inside the solvers' transformed functions)."""
+    """Forward hooks on the factored layers: while ``z`` is set (inside the solvers'
+    transformed functions), add ``z[layer]`` to the output and record the input."""
 
     def __init__(self) -> None:
         self.z: dict[str, Tensor] | None = None

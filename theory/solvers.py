@@ -319,26 +319,28 @@ class _Problem:
         return torch.stack(parts).sum(0)
 
     def jacobian_pass(self, theta, bufs, x, y) -> dict:
-        """Gauss–Newton's Jacobian pass: ``generic``, ``B``, ``inputs``, ``r`` (and the loss
-        and gradient norm that follow from them)."""
+        """Gauss–Newton's Jacobian pass: ``generic``, ``B``, ``inputs``, ``r``."""
         generic, frozen = self._split(theta)
         (d_generic, d_z), (r, a) = self._jacobians(generic, self.z, frozen, bufs, x, y)
         B, inputs = self._factors(d_z, a, 2)
-        g_generic = {n: (r.unsqueeze(1) @ J.flatten(2)).squeeze(1) for n, J in d_generic.items()}
-        delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in B.items()}
-        grad_norm = self._grad_sq_norm(g_generic, delta, inputs).sqrt()
-        loss = 0.5 * r.square().sum(1)
-        return {"loss": loss, "grad_norm": grad_norm, "generic": d_generic, "B": B, "inputs": inputs, "r": r}
+        return {"generic": d_generic, "B": B, "inputs": inputs, "r": r}
 
     def evaluate(self, theta, bufs, x, y) -> dict:
         if self.solver == "gauss_newton" and not self.separate_jacobian_pass:
-            return self.jacobian_pass(theta, bufs, x, y)
+            # Every moving parameter is factored here: the gradient J_iᵀr_i is Σ_t δ_t ⊗ a_t
+            # with δ = Σ_k r_k B_k.
+            ev = self.jacobian_pass(theta, bufs, x, y)
+            r = ev["r"]
+            delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in ev["B"].items()}
+            ev["grad_norm"] = self._grad_sq_norm({}, delta, ev["inputs"]).sqrt()
+            ev["loss"] = 0.5 * r.square().sum(1)
+            return ev
         generic, frozen = self._split(theta)
         (d_generic, d_z), (value, a) = self._gradients(generic, self.z, frozen, bufs, x, y)
         delta, inputs = self._factors(d_z, a, 1)
-        if self.solver == "gauss_newton":
-            return {"loss": value, "grad_norm": self._grad_sq_norm(d_generic, delta, inputs).sqrt()}
         ev = {"loss": value, "grad_norm": self._grad_sq_norm(d_generic, delta, inputs).sqrt()}
+        if self.solver == "gauss_newton":
+            return ev  # the Jacobian pass follows for the samples still running
         if self.solver == "proximal":
             # The proximal direction mixes in θ − θ_0: materialise the factored gradients.
             grads = dict(d_generic)
