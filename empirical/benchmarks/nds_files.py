@@ -21,12 +21,16 @@ the four), ``index`` the position of its first record in the file, ``genotype`` 
 canonical NDS-layout JSON (``empirical.spaces.nds.parse_genotype`` reads it back).
 ``test_acc = 1 - test_ep_top1[-1] / 100`` (the final epoch, as NNI's and NASWOT's
 readers use it) and ``best_test_acc = 1 - min(test_ep_top1) / 100`` are fractions, the
-toolkit's accuracy convention, averaged over the ``runs`` records of one architecture.
-``params`` and ``flops`` are NaN where absent.
+toolkit's accuracy convention, averaged over the ``runs`` records of one architecture
+(``best_test_acc`` from ``min_test_top1`` where the record has it). ``params`` and
+``flops`` are NaN where absent.
 
-Records of NDS's non-cell spaces (ResNet, ResNeXt, Vanilla: no ``net.genotype``) are
-refused with a ``ValueError``; ``space=`` also checks every genotype against that
-space's op set. The files are plain JSON: nothing is unpickled.
+The ImageNet sweeps (``*_in.json``) have the same layout and load the same way, but
+``empirical.spaces.nds.build`` builds the CIFAR network only. Records of NDS's non-cell
+spaces (ResNet, ResNeXt, Vanilla: no ``net.genotype``) are refused with a
+``ValueError``; ``space=`` also checks every genotype against that space's op set. The
+files are plain JSON: nothing is unpickled. ``drop_prob`` and the training recipe
+(``optim``) are not part of the key.
 """
 from __future__ import annotations
 
