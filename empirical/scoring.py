@@ -1,26 +1,59 @@
-"""Score one network of a model family with one or more proxies: the unit of work
-behind `gradsign score` and `gradsign space-score`."""
+"""Score one network at its initialisation θ_0: the unit of work behind `gradsign score`,
+`gradsign space-score` and the paper reproduction.
+
+A network is a `NetworkSpec` (family, arguments, initialisation scheme) built from a
+seed (`build_network`) and scored on one seeded batch of training samples
+(`scoring_batch`; the batches of one seed are nested: the n=8 batch is the start of the
+n=16 batch) by a *scorer*: a small object that says what it computes and how its store
+rows are identified (`Scorer`). `ProxyScorer` computes zero-cost proxies; another
+architecture score (exact Ψ of the sample-wise optima, say) is another scorer class
+registered in `SCORERS` under its own row kind, and then goes through the same
+pipeline and store (`empirical.space_scoring`).
+
+Initialisation schemes (``INITS``, `initialise`), applied right after building, from
+torch's global RNG as seeded by `build_network`:
+
+* ``default``: PyTorch's layer defaults (NAS-Bench-201's own networks use these);
+* ``kaiming``: ``W ~ N(0, 2/fan_in)`` (He et al. 2015, ReLU gain) for every Conv2d and
+  Linear weight, biases 0;
+* ``xavier``: ``W ~ N(0, 2/(fan_in + fan_out))`` (Glorot & Bengio 2010), biases 0.
+
+BatchNorm keeps weight 1, bias 0 under every scheme.
+"""
 from __future__ import annotations
 
 import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
 import proxies
 from empirical import data as datasets
+from empirical.spaces import mlp, nb201
+from proxies.checks import check_choice, check_int
+from proxies.registry import Registry
+
+__all__ = ["INITS", "SPACES", "NetworkSpec", "ProxyScorer", "SCORERS", "Scorer", "build_network", "initialise",
+           "resolve_proxies", "score_network", "scoring_batch"]
 
 log = logging.getLogger(__name__)
 
 SPACES = ("nb201", "mlp")
+INITS = ("default", "kaiming", "xavier")
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """What to build: a family name and its arguments (recorded with every score)."""
+    """What to build: a family name, its arguments and the initialisation scheme
+    (recorded with every score).
+
+    >>> NetworkSpec("mlp", width=8, depth=1).label()
+    'mlp-w8-d1-relu'
+    """
 
     space: str
     arch: str | None = None  # nb201 arch string
@@ -29,47 +62,65 @@ class NetworkSpec:
     width: int = 64
     depth: int = 2
     activation: str = "relu"
+    init: str = "default"
 
     def __post_init__(self):
-        if self.space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        check_choice("space", self.space, SPACES)
+        check_choice("init", self.init, INITS)
         if self.space == "nb201" and not self.arch:
             raise ValueError("space 'nb201' needs an arch string (--arch '|op~0|+|...|')")
-        for key in ("C", "N", "width") + (("depth",) if self.space == "mlp" else ()):
-            value = getattr(self, key)
-            if value < (0 if key == "depth" else 1):
-                raise ValueError(f"{key} must be a positive integer, got {value}")
+        for key in ("C", "N", "width"):
+            check_int(key, getattr(self, key), minimum=1)
+        if self.space == "mlp":
+            check_int("depth", self.depth, minimum=0)
 
     def label(self) -> str:
-        if self.space == "nb201":
-            return self.arch
-        return f"mlp-w{self.width}-d{self.depth}-{self.activation}"
+        name = self.arch if self.space == "nb201" else f"mlp-w{self.width}-d{self.depth}-{self.activation}"
+        return name if self.init == "default" else f"{name} init={self.init}"
+
+
+def initialise(model: nn.Module, scheme: str) -> nn.Module:
+    """Re-draw the Conv2d/Linear weights of a network we just built, by `scheme` (module
+    docstring), from torch's global RNG; returns the same module.
+
+    >>> _ = torch.manual_seed(0)
+    >>> layer = initialise(nn.Linear(3, 2), "xavier")
+    >>> layer.bias.tolist()
+    [0.0, 0.0]
+    """
+    check_choice("init", scheme, INITS)
+    if scheme == "default":
+        return model
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                if scheme == "kaiming":
+                    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+                else:
+                    nn.init.xavier_normal_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return model
 
 
 def build_network(spec: NetworkSpec, split: datasets.DataSplit, seed: int) -> nn.Module:
-    """Build the network at its initialisation θ_0, drawn from `seed`."""
+    """Build the network at its initialisation θ_0: ``torch.manual_seed(seed)``, the
+    family's constructor, then `initialise` by ``spec.init``."""
     torch.manual_seed(seed)
     if spec.space == "nb201":
-        from empirical.spaces import nb201
-
         if len(split.input_shape) != 3:
             raise ValueError(f"nb201 needs image data; {split.name} has input shape {split.input_shape}")
-        return nb201.build(
-            spec.arch, C=spec.C, N=spec.N, num_classes=split.num_classes,
-            in_channels=split.input_shape[0],
-        )
-    from empirical.spaces import mlp
-
-    return mlp.build(
-        in_features=math.prod(split.input_shape), width=spec.width, depth=spec.depth,
-        num_classes=split.num_classes, activation=spec.activation,
-    )
+        model = nb201.build(spec.arch, C=spec.C, N=spec.N, num_classes=split.num_classes,
+                            in_channels=split.input_shape[0])
+    else:
+        model = mlp.build(in_features=math.prod(split.input_shape), width=spec.width, depth=spec.depth,
+                          num_classes=split.num_classes, activation=spec.activation)
+    return initialise(model, spec.init)
 
 
 def scoring_batch(split: datasets.DataSplit, batch: int, seed: int, flat: bool) -> tuple[Tensor, Tensor]:
-    """`batch` training samples drawn without replacement with `seed`."""
-    if batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch}")
+    """`batch` training samples: the first `batch` of a `seed`-seeded permutation of the training split."""
+    check_int("batch", batch, minimum=1)
     n = split.X_train.shape[0]
     if batch > n:
         raise ValueError(f"batch {batch} exceeds the {n} training samples of {split.name}")
@@ -80,7 +131,11 @@ def scoring_batch(split: datasets.DataSplit, batch: int, seed: int, flat: bool) 
 
 
 def resolve_proxies(names: str | list[str]) -> list[str]:
-    """'all' -> every registered proxy; a comma list -> checked names."""
+    """'all' -> every registered proxy; a comma list -> checked names.
+
+    >>> resolve_proxies("gradsign, snip")
+    ['gradsign', 'snip']
+    """
     if isinstance(names, str):
         names = proxies.names() if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
     for name in names:
@@ -88,15 +143,79 @@ def resolve_proxies(names: str | list[str]) -> list[str]:
     return list(names)
 
 
-def score_network(
-    spec: NetworkSpec, split: datasets.DataSplit, proxy_names: list[str], *, batch: int, seed: int
-) -> dict:
+class Scorer(Protocol):
+    """What an architecture score computes, and how its store rows are identified.
+
+    ``kind`` is the job kind of its rows; ``settings()`` the job parameters (beyond the
+    network, data, batch and seed) that determine its result; ``covers(settings)``
+    whether a row stored with those settings holds every score this scorer asks for (so
+    requests share rows); ``columns()`` the score names; ``score(model, x, y)`` returns
+    ``{name: value, name_seconds: s}`` for each of them; ``from_settings`` rebuilds the
+    scorer from a job's parameters (in a worker process).
+    """
+
+    kind: ClassVar[str]
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def covers(self, settings: dict[str, Any]) -> bool: ...
+
+    def columns(self) -> list[str]: ...
+
+    def score(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> dict[str, float]: ...
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "Scorer": ...
+
+
+@dataclass(frozen=True)
+class ProxyScorer:
+    """Zero-cost proxies by registry name (`proxies.compute` with its defaults).
+
+    >>> scorer = ProxyScorer(("gradsign", "params"))
+    >>> scorer.settings(), scorer.covers({"proxies": ["params", "snip", "gradsign"]})
+    ({'proxies': ['gradsign', 'params']}, True)
+    """
+
+    proxies: tuple[str, ...]
+    kind: ClassVar[str] = "space-score"
+
+    def __post_init__(self):
+        if isinstance(self.proxies, str) or not self.proxies:
+            raise ValueError(f"proxies must name at least one proxy, e.g. ('gradsign',), got {self.proxies!r}")
+        object.__setattr__(self, "proxies", tuple(resolve_proxies(list(self.proxies))))
+
+    def settings(self) -> dict[str, Any]:
+        return {"proxies": list(self.proxies)}
+
+    def covers(self, settings: dict[str, Any]) -> bool:
+        return set(self.proxies) <= set(settings.get("proxies", ()))
+
+    def columns(self) -> list[str]:
+        return list(self.proxies)
+
+    def score(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> dict[str, float]:
+        row: dict[str, float] = {}
+        for name in self.proxies:
+            start = time.perf_counter()
+            row[name] = proxies.compute(name, model, inputs, targets)
+            row[f"{name}_seconds"] = time.perf_counter() - start
+        return row
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "ProxyScorer":
+        return cls(tuple(settings["proxies"]))
+
+
+SCORERS: Registry[type] = Registry("scorer kind")
+SCORERS.add(ProxyScorer.kind, ProxyScorer)
+
+
+def score_network(spec: NetworkSpec, split: datasets.DataSplit, proxy_names: list[str], *, batch: int,
+                  seed: int) -> dict:
     """One row: the network, its seed, and each proxy's score and time in seconds."""
     model = build_network(spec, split, seed)
     x, y = scoring_batch(split, batch, seed, flat=spec.space == "mlp")
     row = {"network": spec.label(), "space": spec.space, "data": split.name, "batch": batch, "seed": seed}
-    for name in proxy_names:
-        start = time.perf_counter()
-        row[name] = proxies.compute(name, model, x, y)
-        row[f"{name}_seconds"] = time.perf_counter() - start
+    row.update(ProxyScorer(tuple(proxy_names)).score(model, x, y))
     return row

@@ -1,19 +1,29 @@
-"""Score a whole search space (NAS-Bench-201) with zero-cost proxies, resumably.
+"""Score a whole search space (NAS-Bench-201) architecture by architecture, resumably,
+into one results store: the pipeline every architecture score goes through.
 
-One store row per architecture: the row's job is ``Job("space-score", {space, arch, C, N,
-data, batch, proxies}, seed)``, so its hash covers the architecture, the proxy set, the
-data, the batch size and the seed (and the network size). Architectures are scored in
-*batch jobs* of several architectures (default 25) to amortise the per-job cost of the
-executors (process hand-off, one store transaction per job, data loading); the batch job
-returns one result per architecture and `PerArchRows`, a view of the `ResultsStore`,
-writes them as separate rows. A batch is formed from architectures that have no row yet,
-and every architecture is scored from its own seed (weights: ``torch.manual_seed(seed)``;
-scoring batch: `empirical.scoring.scoring_batch`), so a score does not depend on which
-batch it ran in: a run killed part-way and resumed gives the same numbers.
+What is computed is a *scorer* (`empirical.scoring.Scorer`; `ProxyScorer` for zero-cost
+proxies, the row kind ``space-score``). One store row per architecture: the row's job is
+``Job(scorer.kind, {space, arch, C, N, data, batch, **scorer.settings()}, seed)`` (for
+proxies ``{..., proxies}``), plus ``init`` when the initialisation scheme is not
+``default`` (so rows scored before the scheme was a setting keep their hashes). Its hash
+therefore covers the architecture, what is scored, the data, the batch size, the seed
+and the network size. A request is served by any stored row whose settings are the
+request's and whose scores *cover* it (`Scorer.covers`: a row of proxies {gradsign, snip}
+serves a request for gradsign), so callers asking for the same scores share rows.
+
+Architectures are scored in *batch jobs* of several architectures (default 25) to
+amortise the per-job cost of the executors (process hand-off, one store transaction per
+job, data loading); the batch job returns one result per architecture and
+`PerArchRows`, a view of the `ResultsStore`, writes them as separate rows. A batch is
+formed from architectures that have no row yet, and every architecture is scored from
+its own seed (weights: ``torch.manual_seed(seed)``; scoring batch:
+`empirical.scoring.scoring_batch`), so a score does not depend on which batch it ran in:
+a run killed part-way and resumed gives the same numbers.
 
 ``unique=True`` scores one representative per NAS-Bench-201 isomorphism class
 (`nb201.unique_archs`, 6,466 of the 15,625 cells) and `space_table` maps the scores back
-to every member of the class (column ``representative``).
+to every member of the class (column ``representative``). `score_frame` returns the
+scores of a list of architectures in the caller's order, scoring what is missing.
 
 Data (``data=``):
 
@@ -31,6 +41,7 @@ import logging
 import os
 import pickle
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,18 +50,23 @@ import pandas as pd
 import torch
 
 from empirical import data as datasets
-from empirical.plan import Job
+from empirical.executors import run_jobs
+from empirical.plan import Job, seeded
+from empirical.scoring import INITS, SCORERS, NetworkSpec, ProxyScorer, Scorer, build_network, scoring_batch
+from empirical.spaces import nb201
 from empirical.store import ResultsStore
+from proxies.checks import check_choice, check_int
 
 __all__ = [
-    "DATA", "KIND", "BATCH_KIND", "load_scoring_data", "load_cifar10", "random_cifar",
-    "arch_jobs", "batch_jobs", "score_batch", "PerArchRows", "score_space", "space_table",
+    "DATA", "KIND", "BATCH_KIND", "load_scoring_data", "load_cifar10", "random_cifar", "network_settings",
+    "arch_jobs", "batch_jobs", "score_batch", "PerArchRows", "stored_rows", "score_space", "space_table",
+    "score_frame",
 ]
 
 log = logging.getLogger(__name__)
 
 DATA = ("digits", "random-cifar", "cifar10")
-KIND = "space-score"
+KIND = ProxyScorer.kind
 BATCH_KIND = "space-score-batch"
 _RANDOM_CIFAR = {"n_train": 512, "n_test": 64, "shape": (3, 32, 32), "classes": 10, "seed": 0}
 _CIFAR_MEAN_STD_FLOOR = 1e-12
@@ -155,67 +171,81 @@ def load_scoring_data(data: str, cifar_path: str | None = None) -> datasets.Data
     raise ValueError(f"data must be one of {DATA}, got {data!r}")
 
 
-def _check_settings(space: str, data: str, proxy_names: list[str], batch: int, seed: int, C: int, N: int) -> None:
-    if space != "nb201":
-        raise ValueError(f"space must be 'nb201' (the only search space with a full enumeration), got {space!r}")
-    if data not in DATA:
-        raise ValueError(f"data must be one of {DATA}, got {data!r}")
-    if not proxy_names:
-        raise ValueError("proxies must name at least one proxy, e.g. 'gradsign' or 'gradsign,snip'")
+def _check_settings(space: str, data: str, batch: int, seed: int, C: int, N: int, init: str) -> None:
+    check_choice("space", space, ("nb201",))
+    check_choice("data", data, DATA)
     for name, value in (("batch", batch), ("C", C), ("N", N)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_int(name, value, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_choice("init", init, INITS)
 
 
-def _common(space, data, proxy_names, batch, C, N) -> dict:
-    return {"space": space, "C": C, "N": N, "data": data, "batch": batch, "proxies": list(proxy_names)}
+def _scorer(proxies: list[str] | None, scorer: Scorer | None) -> Scorer:
+    if (proxies is None) == (scorer is None):
+        raise ValueError("pass either proxies= (proxy names) or scorer= (an empirical.scoring scorer)")
+    if scorer is not None:
+        return scorer
+    if isinstance(proxies, str) or not proxies:
+        raise ValueError(f"proxies must name at least one proxy, e.g. 'gradsign' or 'gradsign,snip', got {proxies!r}")
+    return ProxyScorer(tuple(proxies))
 
 
-def arch_jobs(archs: list[str], *, proxies: list[str], data: str, batch: int = 64, seed: int = 0,
-              C: int = 8, N: int = 1, space: str = "nb201") -> list[Job]:
+def network_settings(*, space: str = "nb201", C: int, N: int, data: str, batch: int,
+                     init: str = "default") -> dict[str, Any]:
+    """The job parameters that fix the network at θ_0 and its scoring batch (module docstring).
+
+    >>> network_settings(C=8, N=1, data="digits", batch=64)
+    {'space': 'nb201', 'C': 8, 'N': 1, 'data': 'digits', 'batch': 64}
+    """
+    settings = {"space": space, "C": C, "N": N, "data": data, "batch": batch}
+    if init != "default":
+        settings["init"] = init
+    return settings
+
+
+def _network_key(params: Mapping[str, Any]) -> tuple:
+    return (params["space"], params["C"], params["N"], params["data"], params["batch"], params.get("init", "default"))
+
+
+def arch_jobs(archs: list[str], *, proxies: list[str] | None = None, scorer: Scorer | None = None, data: str,
+              batch: int = 64, seed: int = 0, C: int = 8, N: int = 1, space: str = "nb201",
+              init: str = "default") -> list[Job]:
     """The per-architecture jobs: one store row each (module docstring)."""
-    _check_settings(space, data, proxies, batch, seed, C, N)
-    common = _common(space, data, proxies, batch, C, N)
-    return [Job(KIND, {**common, "arch": arch}, seed) for arch in archs]
+    scorer = _scorer(proxies, scorer)
+    _check_settings(space, data, batch, seed, C, N, init)
+    common = {**network_settings(space=space, C=C, N=N, data=data, batch=batch, init=init), **scorer.settings()}
+    return [Job(scorer.kind, {**common, "arch": arch}, seed) for arch in archs]
 
 
 def batch_jobs(jobs: list[Job], archs_per_job: int, cifar_path: str | None = None) -> list[Job]:
     """Group per-architecture jobs (same settings) into batch jobs of ``archs_per_job``."""
-    if isinstance(archs_per_job, bool) or not isinstance(archs_per_job, int) or archs_per_job < 1:
-        raise ValueError(f"archs_per_job must be a positive integer, got {archs_per_job!r}")
+    check_int("archs_per_job", archs_per_job, minimum=1)
     out = []
     for start in range(0, len(jobs), archs_per_job):
         members = jobs[start:start + archs_per_job]
         params = members[0].params
         params.pop("arch")
-        params["archs"] = [m.params["arch"] for m in members]
-        params["cifar_path"] = cifar_path
+        params.update(archs=[m.params["arch"] for m in members], cifar_path=cifar_path, kind=members[0].kind)
         out.append(Job(BATCH_KIND, params, members[0].seed))
     return out
 
 
 def score_batch(job: Job) -> dict:
     """Job function of a batch job: ``{"rows": {arch: row}}``, each row either
-    ``{"status": "ok", "result": {proxy: score, proxy_seconds: s}, "seconds": s}`` or
+    ``{"status": "ok", "result": {score: value, score_seconds: s}}`` or
     ``{"status": "failed", "reason": ...}``; an architecture's failure spares the rest."""
-    import traceback
-
-    from empirical.plan import seeded
-    from empirical.scoring import NetworkSpec, score_network
-
     p = job.params
+    scorer = SCORERS.get(p["kind"]).from_settings(p)
     split = load_scoring_data(p["data"], p.get("cifar_path"))
     rows: dict[str, dict] = {}
     for arch in p["archs"]:
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         try:
+            spec = NetworkSpec(p["space"], arch=arch, C=p["C"], N=p["N"], init=p.get("init", "default"))
             with seeded(job.seed):
-                row = score_network(NetworkSpec(p["space"], arch=arch, C=p["C"], N=p["N"]), split,
-                                    p["proxies"], batch=p["batch"], seed=job.seed)
-            result = {k: row[k] for name in p["proxies"] for k in (name, f"{name}_seconds")}
-            rows[arch] = {"status": "ok", "result": result}
+                model = build_network(spec, split, job.seed)
+                x, y = scoring_batch(split, p["batch"], job.seed, flat=False)
+                rows[arch] = {"status": "ok", "result": scorer.score(model, x, y)}
         except Exception as err:  # one architecture's failure is its own row
             rows[arch] = {"status": "failed", "reason": f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"}
         rows[arch]["wall_s"] = time.perf_counter() - start_wall
@@ -256,64 +286,90 @@ class PerArchRows:
         return written
 
 
-def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[str], data: str,
-                batch: int = 64, seed: int = 0, C: int = 8, N: int = 1, cifar_path: str | None = None,
-                archs_per_job: int = 25, executor: str = "local", workers: int = 1,
-                progress: bool = True, retry_failed: bool = False):
-    """Score ``archs`` into ``run_dir``'s store, skipping those already there; returns the
-    `run_jobs` summary counted in batch jobs plus the per-architecture counts."""
-    from empirical.executors import run_jobs
+def stored_rows(store: ResultsStore, scorer: Scorer, network: Mapping[str, Any], seed: int) -> dict[str, dict]:
+    """arch -> the first 'ok' row of ``scorer.kind`` with these `network_settings` and seed
+    whose scores cover the scorer's (`Scorer.covers`)."""
+    key = _network_key(network)
+    found: dict[str, dict] = {}
+    for row in store.rows(status="ok"):
+        params = row["params"]
+        if (row["kind"] == scorer.kind and row["seed"] == seed and _network_key(params) == key
+                and scorer.covers(params)):
+            found.setdefault(params["arch"], row)
+    return found
 
+
+def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[str] | None = None,
+                scorer: Scorer | None = None, data: str, batch: int = 64, seed: int = 0, C: int = 8, N: int = 1,
+                init: str = "default", cifar_path: str | None = None, archs_per_job: int = 25,
+                executor: str = "local", workers: int = 1, threads_per_job: int | None = None,
+                progress: bool = True, retry_failed: bool = False):
+    """Score ``archs`` (``proxies=`` names or a ``scorer=``) into ``run_dir``'s store,
+    skipping those with a covering row (and, unless ``retry_failed``, those whose row
+    failed); returns the `run_jobs` summary counted in batch jobs plus the
+    per-architecture counts ``archs, skipped, ok, failed``."""
+    scorer = _scorer(proxies, scorer)
     if data == "cifar10":
         load_scoring_data(data, cifar_path)  # fail here, with the message, not in every job
-    jobs = arch_jobs(archs, proxies=proxies, data=data, batch=batch, seed=seed, C=C, N=N)
+    jobs = arch_jobs(list(dict.fromkeys(archs)), scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N,
+                     init=init)
+    network = network_settings(C=C, N=N, data=data, batch=batch, init=init)
     with ResultsStore(run_dir) as store:
+        covered = stored_rows(store, scorer, network, seed)
         done = store.done_hashes(include_failed=not retry_failed)
-        todo = [j for j in jobs if j.job_hash not in done]
+        todo = [j for j in jobs if j.job_hash not in done and j.params["arch"] not in covered]
         batches = batch_jobs(todo, archs_per_job, cifar_path)
         members = {b.job_hash: todo[i * archs_per_job:(i + 1) * archs_per_job] for i, b in enumerate(batches)}
         summary = run_jobs(batches, score_batch, PerArchRows(store, members), executor=executor,
-                           workers=workers, progress=progress, retry_failed=retry_failed)
-        hashes = {j.job_hash for j in jobs}
-        rows = [r for r in store.rows() if r["hash"] in hashes]
-    counts = {"archs": len(jobs), "skipped": len(jobs) - len(todo),
-              "ok": sum(r["status"] == "ok" for r in rows), "failed": sum(r["status"] == "failed" for r in rows)}
+                           workers=workers, progress=progress, retry_failed=retry_failed,
+                           threads_per_job=threads_per_job)
+        covered = stored_rows(store, scorer, network, seed)
+        failed = {r["params"]["arch"] for r in store.rows(status="failed") if r["hash"] in {j.job_hash for j in jobs}}
+    ok = sum(j.params["arch"] in covered for j in jobs)
+    counts = {"archs": len(jobs), "skipped": len(jobs) - len(todo), "ok": ok,
+              "failed": sum(j.params["arch"] in failed - set(covered) for j in jobs)}
     return summary, counts
 
 
 def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None, data: str | None = None,
-                batch: int | None = None, seed: int | None = None, expand: bool = True) -> pd.DataFrame:
-    """The run's per-architecture scores as a DataFrame.
+                batch: int | None = None, seed: int | None = None, init: str | None = None,
+                expand: bool = True) -> pd.DataFrame:
+    """The run's per-architecture proxy scores as a DataFrame.
 
     Rows of kind ``space-score`` with status 'ok', filtered by the given settings (each
-    None: any; the rows must then agree on one setting, else ValueError). Columns:
-    ``arch, representative, scored`` (True where the row is the scored architecture
-    itself), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``. With
-    ``expand``, every architecture of NAS-Bench-201 whose class representative was
+    None: any; ``proxies``: rows that cover them, giving those columns); the rows must
+    then agree on one setting (proxies, data, batch, C, N, init, seed), else ValueError.
+    Columns: ``arch, representative, scored`` (True where the row is the scored
+    architecture itself), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``.
+    With ``expand``, every architecture of NAS-Bench-201 whose class representative was
     scored gets a row carrying the representative's scores (all 15,625 after a full
     ``unique`` run); a directly scored architecture keeps its own row.
     """
-    from empirical.spaces import nb201
-
     with ResultsStore(run_dir, create=False) as store:
         rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
-    wanted = {"proxies": proxies, "data": data, "batch": batch}
+    wanted = {"data": data, "batch": batch}
     settings = set()
     records: dict[str, dict] = {}
     for r in rows:
         params = r["params"]
+        if proxies is not None and not set(proxies) <= set(params["proxies"]):
+            continue
         if any(v is not None and params[k] != v for k, v in wanted.items()):
             continue
         if seed is not None and r["seed"] != seed:
             continue
-        settings.add((tuple(params["proxies"]), params["data"], params["batch"], params["C"], params["N"], r["seed"]))
-        ordered = {k: r["result"][k] for name in params["proxies"] for k in (name, f"{name}_seconds")}
-        records[params["arch"]] = {**ordered, "wall_s": (r["timings"] or {}).get("wall_s"),
-                                   "cpu_s": (r["timings"] or {}).get("cpu_s")}
+        if init is not None and params.get("init", "default") != init:
+            continue
+        names = list(proxies) if proxies is not None else params["proxies"]
+        settings.add((tuple(names), params["data"], params["batch"], params["C"], params["N"],
+                      params.get("init", "default"), r["seed"]))
+        ordered = {k: r["result"][k] for name in names for k in (name, f"{name}_seconds")}
+        records.setdefault(params["arch"], {**ordered, "wall_s": (r["timings"] or {}).get("wall_s"),
+                                            "cpu_s": (r["timings"] or {}).get("cpu_s")})
     if len(settings) > 1:
         raise ValueError(f"run {str(run_dir)!r} holds scores under {len(settings)} settings "
-                         f"(proxies, data, batch, C, N, seed) = {sorted(settings)}; pass proxies=, data=, "
-                         "batch= and seed= to pick one")
+                         f"(proxies, data, batch, C, N, init, seed) = {sorted(settings)}; pass proxies=, data=, "
+                         "batch=, init= and seed= to pick one")
     rep_of = nb201.representatives()
     out = []
     if expand:
@@ -326,3 +382,30 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
         for arch, values in records.items():
             out.append({"arch": arch, "representative": rep_of[arch], "scored": True, **values})
     return pd.DataFrame.from_records(out)
+
+
+def score_frame(archs: list[str], *, store_dir: str | os.PathLike, proxies: list[str] | None = None,
+                scorer: Scorer | None = None, data: str, batch: int, seed: int = 0, C: int, N: int,
+                init: str = "default", cifar_path: str | None = None, workers: int = 1,
+                archs_per_job: int = 25, progress: bool = True) -> pd.DataFrame:
+    """The scores of ``archs`` as a DataFrame in the caller's order (``arch`` and one column
+    per score), computing only what the store at ``store_dir`` does not hold yet (one
+    torch thread per job). Raises ValueError if an architecture could not be scored."""
+    scorer = _scorer(proxies, scorer)
+    score_space(store_dir, archs, scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N, init=init,
+                cifar_path=cifar_path, archs_per_job=archs_per_job, workers=workers, threads_per_job=1,
+                progress=progress)
+    network = network_settings(C=C, N=N, data=data, batch=batch, init=init)
+    hashes = {j.job_hash for j in arch_jobs(archs, scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N,
+                                            init=init)}
+    with ResultsStore(store_dir) as store:
+        found = stored_rows(store, scorer, network, seed)
+        failed = {r["params"]["arch"]: r["reason"] for r in store.rows(status="failed") if r["hash"] in hashes}
+    missing = [a for a in dict.fromkeys(archs) if a not in found]
+    if missing:
+        reason = failed.get(missing[0], "no row").splitlines()[0]
+        raise ValueError(f"{len(missing)} architecture(s) could not be scored in {str(store_dir)!r}, first: "
+                         f"{missing[0]}: {reason}")
+    columns = scorer.columns()
+    return pd.DataFrame.from_records([{"arch": a, **{c: found[a]["result"][c] for c in columns}} for a in archs],
+                                     columns=["arch"] + columns)

@@ -2,9 +2,10 @@
 benchmark's accuracy under each setting of one knob, with CIs and paired differences.
 
 For each setting the same architectures are scored with the same ``--seed`` (same θ_0
-draw under a given scheme, same nested batches), so the settings differ only in the
-knob. ρ gets a percentile bootstrap CI over architectures (`empirical.correlation`);
-Δρ against the reference setting uses the paired bootstrap of `paper_repro.stats`.
+draw under a given scheme, same nested batches; `empirical.space_scoring.score_frame`),
+so the settings differ only in the knob. ρ gets a percentile bootstrap CI over
+architectures and Δρ against the reference setting the paired bootstrap
+(`empirical.stats`).
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from empirical.correlation import rank_correlations
-from paper_repro.common import Benchmark, default_out, format_ci, load_benchmark
-from paper_repro.rank_correlation import subset
-from paper_repro.scores import score_archs
-from paper_repro.stats import paired_spearman_difference
+from empirical.benchmarks.benchmark import Benchmark, load_benchmark
+from empirical.space_scoring import score_frame
+from empirical.stats import Estimate, paired_spearman_difference, rank_correlations
+from paper_repro.common import default_out
 
-__all__ = ["add_subset_arguments", "prepare", "rho_table", "markdown"]
+__all__ = ["add_subset_arguments", "best_setting", "markdown", "prepare", "rho_table", "scores_by_setting",
+           "spread_sentence"]
 
 
 def add_subset_arguments(parser: argparse.ArgumentParser, default_archs: int) -> None:
@@ -31,37 +32,39 @@ def add_subset_arguments(parser: argparse.ArgumentParser, default_archs: int) ->
 
 def prepare(args: argparse.Namespace, name: str) -> tuple[Benchmark, Path]:
     bench = load_benchmark("nb201-digits" if not args.toy else "toy", seed=args.seed)
-    bench = subset(bench, args.max_archs or None, args.seed)
     out = Path(default_out(name) if args.out is None else args.out)
-    return bench, out
+    return bench.subset(args.max_archs or None, args.seed), out
 
 
-def rho_table(bench: Benchmark, settings: list, score_kwargs: dict, knob: str, reference, *,
-              args: argparse.Namespace, store: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(table, scores): per setting of `knob`, GradSign's ρ and τ [CI] and Δρ vs `reference`."""
+def scores_by_setting(bench: Benchmark, knob: str, settings: list, fixed: dict, *, args: argparse.Namespace,
+                      store: Path) -> pd.DataFrame:
+    """``arch, test_acc`` and GradSign under each setting of `knob` (column
+    ``gradsign_<knob>_<value>``), the other scoring options in `fixed`."""
     columns = {}
     for value in settings:
-        kwargs = {**score_kwargs, knob: value}
-        frame = score_archs(bench.archs, ["gradsign"], store_dir=store, C=bench.C, N=bench.N, data=bench.data,
-                            seed=args.seed, workers=args.workers, progress=not args.no_progress, **kwargs)
-        columns[value] = frame["gradsign"].to_numpy(dtype=float)
-    truth = bench.accuracy
+        frame = score_frame(bench.archs, proxies=["gradsign"], store_dir=store, C=bench.C, N=bench.N,
+                            data=bench.data, seed=args.seed, workers=args.workers, progress=not args.no_progress,
+                            **{**fixed, knob: value})
+        columns[f"gradsign_{knob}_{value}"] = frame["gradsign"].to_numpy(dtype=float)
+    return pd.DataFrame({"arch": bench.archs, "test_acc": bench.test_acc, **columns})
+
+
+def rho_table(scores: pd.DataFrame, knob: str, settings: list, reference, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per setting of `knob`: GradSign's ρ and τ with CIs against ``test_acc``, and Δρ =
+    ρ(setting) − ρ(reference) by paired bootstrap (0 for the reference itself)."""
+    truth = scores["test_acc"].to_numpy(dtype=float)
+    base = scores[f"gradsign_{knob}_{reference}"].to_numpy(dtype=float)
     records = []
     for value in settings:
-        rc = rank_correlations(columns[value], truth, n_boot=args.n_boot, seed=args.seed)
-        if value == reference:
-            delta = (0.0, 0.0, 0.0)
-        else:
-            delta = paired_spearman_difference(columns[value], columns[reference], truth,
-                                               n_boot=args.n_boot, seed=args.seed)
-        records.append({knob: value, "n_archs": rc["n"], "spearman": rc["spearman"],
-                        "spearman_low": rc["spearman_ci"][0], "spearman_high": rc["spearman_ci"][1],
-                        "kendall": rc["kendall"], "kendall_low": rc["kendall_ci"][0],
-                        "kendall_high": rc["kendall_ci"][1], "delta": delta[0], "delta_low": delta[1],
-                        "delta_high": delta[2]})
-    scores = pd.DataFrame({"arch": bench.archs, "accuracy": truth,
-                           **{f"gradsign_{knob}_{v}": columns[v] for v in settings}})
-    return pd.DataFrame.from_records(records), scores
+        column = scores[f"gradsign_{knob}_{value}"].to_numpy(dtype=float)
+        rc = rank_correlations(column, truth, n_boot=n_boot, seed=seed)
+        delta = (Estimate(0.0, 0.0, 0.0, rc["n"]) if value == reference
+                 else paired_spearman_difference(column, base, truth, n_boot=n_boot, seed=seed))
+        records.append({knob: value, "n_archs": rc["n"],
+                        **Estimate(rc["spearman"], *rc["spearman_ci"], rc["n"]).columns("spearman"),
+                        **Estimate(rc["kendall"], *rc["kendall_ci"], rc["n"]).columns("kendall"),
+                        **delta.columns("delta")})
+    return pd.DataFrame.from_records(records)
 
 
 def markdown(table: pd.DataFrame, knob: str, label: str, reference) -> pd.DataFrame:
@@ -70,10 +73,10 @@ def markdown(table: pd.DataFrame, knob: str, label: str, reference) -> pd.DataFr
         rows.append({
             label: r[knob],
             "archs": r["n_archs"],
-            "GradSign Spearman ρ [95% CI]": format_ci(r["spearman"], (r["spearman_low"], r["spearman_high"])),
-            "Kendall τ [95% CI]": format_ci(r["kendall"], (r["kendall_low"], r["kendall_high"])),
+            "GradSign Spearman ρ [95% CI]": Estimate.from_columns(r, "spearman", r["n_archs"]).format(),
+            "Kendall τ [95% CI]": Estimate.from_columns(r, "kendall", r["n_archs"]).format(),
             f"Δρ vs {reference} [95% CI]": "reference" if r[knob] == reference
-            else format_ci(r["delta"], (r["delta_low"], r["delta_high"])),
+            else Estimate.from_columns(r, "delta", r["n_archs"]).format(),
         })
     return pd.DataFrame(rows)
 

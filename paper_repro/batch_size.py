@@ -9,46 +9,50 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from figures.repro import ablation_curve
 from paper_repro import ablation
-from paper_repro.common import Report, score_store
+from paper_repro.common import Report, parse_ints, score_store
 from paper_repro.registry import Entry, register
 
 NAME = "batch-size"
 SIZES = (8, 16, 32, 64, 128, 256)
+TOY_SIZES = (4, 8, 16)
 REFERENCE = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
-                        help=f"comma list of sample counts n (default {','.join(map(str, SIZES))}; --toy: 4,8,16)")
+                        help=f"comma list of sample counts n (default {','.join(map(str, SIZES))}; --toy: "
+                             f"{','.join(map(str, TOY_SIZES))})")
     ablation.add_subset_arguments(parser, 300)
 
 
-def run(args: argparse.Namespace) -> Path:
-    from figures.repro import ablation_curve
+def sizes(args: argparse.Namespace) -> list[int]:
+    text = ",".join(map(str, TOY_SIZES)) if args.toy and args.sizes == ",".join(map(str, SIZES)) else args.sizes
+    return parse_ints("--sizes", text, minimum=1)
 
-    text = "4,8,16" if args.toy and args.sizes == ",".join(map(str, SIZES)) else args.sizes
-    sizes = [int(v) for v in text.split(",") if v.strip()]
-    if not sizes or any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
-        raise ValueError(f"--sizes must be distinct positive integers, got {args.sizes!r}")
-    reference = REFERENCE if REFERENCE in sizes else sizes[len(sizes) // 2]
+
+def run(args: argparse.Namespace) -> Path:
+    ns = sizes(args)
+    reference = REFERENCE if REFERENCE in ns else ns[len(ns) // 2]
     bench, out = ablation.prepare(args, NAME)
     report = Report(out, "GradSign ρ against the number of samples n",
                     "The paper's ablation of the batch size GradSign is computed on (n samples, one forward "
                     "and backward pass each). GradSign counts sign agreements over n per-sample gradients, "
                     "so its value grows with n; the question is whether its *ranking* of architectures, and "
                     "thus ρ, changes.")
-    table, scores = ablation.rho_table(bench, sizes, {"init": "default"}, "batch", reference, args=args,
-                                       store=score_store(args, out))
+    scores = ablation.scores_by_setting(bench, "batch", ns, {"init": "default"}, args=args,
+                                        store=score_store(args, out))
+    table = ablation.rho_table(scores, "batch", ns, reference, n_boot=args.n_boot, seed=args.seed)
     report.settings({
         "benchmark": bench.description,
         "architectures": len(bench.table),
         "ground-truth reliability": bench.reliability_note(),
         "network size": f"NB201 C={bench.C}, N={bench.N}, data {bench.data}",
-        "sample counts n": ", ".join(map(str, sizes)) + " (nested: the first n of one seeded permutation)",
+        "sample counts n": ", ".join(map(str, ns)) + " (nested: the first n of one seeded permutation)",
         "initialisation": "PyTorch default",
         "seed": f"{args.seed} (θ_0 of every network and the sample permutation; one network per architecture)",
-        "runs": f"1 scoring run per (architecture, n): {len(bench.table) * len(sizes)} in all",
+        "runs": f"1 scoring run per (architecture, n): {len(bench.table) * len(ns)} in all",
         "confidence intervals": f"95% percentile bootstrap over architectures, {args.n_boot} resamples "
                                 f"(seed {args.seed}); Δρ vs n={reference} by paired bootstrap",
     })

@@ -1,5 +1,5 @@
 """Entry ``init``: GradSign's ρ with trained accuracy under three initialisation schemes
-(PyTorch default, Kaiming normal, Xavier normal; `paper_repro.scores.initialise`), with CIs.
+(PyTorch default, Kaiming normal, Xavier normal; `empirical.scoring.initialise`), with CIs.
 
 The networks are re-initialised at build time, each from the same ``--seed``; the
 benchmark's accuracies come from networks trained from the default initialisation, so
@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from empirical.scoring import INITS
+from figures.repro import ablation_bars
 from paper_repro import ablation
 from paper_repro.common import Report, score_store
 from paper_repro.registry import Entry, register
-from paper_repro.scores import INITS
 
 NAME = "init"
 
@@ -24,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Path:
-    from figures.repro import ablation_bars
-
     batch = args.batch or (8 if args.toy else 64)
     bench, out = ablation.prepare(args, NAME)
     report = Report(out, "GradSign ρ under different initialisation schemes",
@@ -33,8 +32,9 @@ def run(args: argparse.Namespace) -> Path:
                     "layer defaults (as the benchmark's networks were trained from), Kaiming normal "
                     "(N(0, 2/fan_in), biases 0) and Xavier normal (N(0, 2/(fan_in+fan_out)), biases 0) on "
                     "every Conv2d/Linear weight; BatchNorm at weight 1, bias 0.")
-    table, scores = ablation.rho_table(bench, list(INITS), {"batch": batch}, "init", "default", args=args,
-                                       store=score_store(args, out))
+    scores = ablation.scores_by_setting(bench, "init", list(INITS), {"batch": batch}, args=args,
+                                        store=score_store(args, out))
+    table = ablation.rho_table(scores, "init", list(INITS), "default", n_boot=args.n_boot, seed=args.seed)
     report.settings({
         "benchmark": bench.description,
         "architectures": len(bench.table),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,12 @@ import pandas as pd
 
 from empirical import results
 from empirical.config import validate
-from empirical.correlation import rank_correlations
 from empirical.executors import run_experiment
+from empirical.stats import Estimate, correlation_ci
 from empirical.validation.job import validation_job
 from empirical.validation.schema import SCHEMA
-from paper_repro.common import ROOT, Report, default_out, format_ci
+from figures.repro import landscape_panels
+from paper_repro.common import ROOT, Report, default_out
 from paper_repro.registry import Entry, register
 
 NAME = "landscape-illustration"
@@ -95,14 +97,24 @@ def panel(row: pd.Series, kind: str) -> dict:
             "t_bar": float(row["landscape.t_bar"])}
 
 
-def run(args: argparse.Namespace) -> Path:
-    from figures.repro import landscape_panels
+@dataclass(frozen=True)
+class Result:
+    """The population's rows, the networks picked, and ρ(GradSign, Ψ_2) pooled and within sizes."""
 
-    out = Path(default_out(NAME) if args.out is None else args.out)
-    report = Report(out, "Dense vs sparse sample-wise optima in real networks",
-                    "The paper's intuition figure: a network whose sample-wise optima θ*_i lie close together "
-                    "(small Ψ) can fit many samples from one point, and GradSign (per-sample gradient sign "
-                    "agreement at θ_0) is meant to detect this. Here both kinds come from real networks.")
+    source: str
+    config_note: str
+    frame: pd.DataFrame
+    rows: pd.DataFrame
+    group: pd.DataFrame
+    dense: pd.Series
+    sparse: pd.Series
+    data_name: str
+    rho: Estimate
+    tau: Estimate
+    within: list[tuple[float, Estimate]]
+
+
+def compute(args: argparse.Namespace, out: Path) -> Result:
     if args.store:
         source = f"bound-validation run {args.store}"
         run_dir = Path(args.store)
@@ -121,18 +133,23 @@ def run(args: argparse.Namespace) -> Path:
     frame = results.load(run_dir, status="ok")
     rows, group, dense, sparse, data_name = pick(frame)
 
-    def correlation(sub: pd.DataFrame) -> dict:
-        return rank_correlations(sub["proxy.gradsign"].to_numpy(dtype=float), sub["psi_2"].to_numpy(dtype=float),
-                                 n_boot=args.n_boot, seed=args.seed)
+    def correlation(sub: pd.DataFrame, method: str) -> Estimate:
+        return correlation_ci(sub["proxy.gradsign"].to_numpy(dtype=float), sub["psi_2"].to_numpy(dtype=float), method,
+                              n_boot=args.n_boot, seed=args.seed)
 
-    rc = correlation(rows)
-    within = [(size, correlation(sub)) for size, sub in rows.groupby("n_params") if len(sub) >= 3]
+    within = [(size, correlation(sub, "spearman")) for size, sub in rows.groupby("n_params") if len(sub) >= 3]
+    return Result(source, config_note, frame, rows, group, dense, sparse, data_name, correlation(rows, "spearman"),
+                  correlation(rows, "kendall"), within)
+
+
+def write_report(report: Report, result: Result, args: argparse.Namespace) -> Path:
+    rows, dense, sparse, data_name = result.rows, result.dense, result.sparse, result.data_name
     report.settings({
-        "networks from": source,
-        "population": config_note,
+        "networks from": result.source,
+        "population": result.config_note,
         "networks used": f"{len(rows)} with landscape arrays on data set {data_name} "
-                         f"({len(frame)} ok rows in the run)",
-        "selection": f"dense = smallest Ψ_2, sparse = largest Ψ_2 among the {len(group)} networks with "
+                         f"({len(result.frame)} ok rows in the run)",
+        "selection": f"dense = smallest Ψ_2, sparse = largest Ψ_2 among the {len(result.group)} networks with "
                      f"{int(dense['n_params'])} parameters (the largest group of equal size)",
         "seeds": f"θ_0 of each network from its row's seed ({sorted(set(rows['seed']))})",
         "confidence intervals": f"95% percentile bootstrap over networks, {args.n_boot} resamples (seed {args.seed})",
@@ -145,16 +162,16 @@ def run(args: argparse.Namespace) -> Path:
     report.section("Population, by Ψ_2", "Smallest Ψ_2 first: the dense end of the population.")
     report.table(shown.round(4), "population")
     dense_higher = dense["proxy.gradsign"] > sparse["proxy.gradsign"]
-    within_text = "; ".join(f"{int(size)} parameters ({c['n']} networks): ρ = {format_ci(c['spearman'], c['spearman_ci'])}"
-                            for size, c in within) or "no group of equal size has 3 or more networks"
+    within_text = "; ".join(f"{int(size)} parameters ({c.n} networks): ρ = {c.format()}"
+                            for size, c in result.within) or "no group of equal size has 3 or more networks"
     report.section(
         "What the figure shows",
         f"Dense network: Ψ_2 = {dense['psi_2']:.4g}, GradSign = {dense['proxy.gradsign']:.0f}; sparse network (same "
         f"parameter count): Ψ_2 = {sparse['psi_2']:.4g}, GradSign = {sparse['proxy.gradsign']:.0f}. The dense one has "
         f"the {'higher' if dense_higher else 'lower or equal'} GradSign "
         f"({'as' if dense_higher else 'not as'} the paper's intuition predicts).",
-        f"Pooled over all {rc['n']} networks: Spearman ρ(GradSign, Ψ_2) = "
-        f"{format_ci(rc['spearman'], rc['spearman_ci'])}, Kendall τ = {format_ci(rc['kendall'], rc['kendall_ci'])}. "
+        f"Pooled over all {result.rho.n} networks: Spearman ρ(GradSign, Ψ_2) = {result.rho.format()}, Kendall τ = "
+        f"{result.tau.format()}. "
         "The paper's argument predicts a negative correlation, but a pooled one mixes sizes: GradSign sums over "
         "weights, so larger networks score higher whatever their optima. Within one parameter count: "
         f"{within_text}.",
@@ -167,9 +184,18 @@ def run(args: argparse.Namespace) -> Path:
                   "landscape", "Sample-wise losses l_i along the line from θ_0 through θ̄*; stars: each "
                   "sample's optimum projected on the line (t*_i, l*_i). Left: smallest Ψ_2; right: largest Ψ_2 "
                   "of the same parameter count.")
-    if math.isnan(rc["spearman"]):
+    if math.isnan(result.rho.value):
         report.section("Note", "ρ(GradSign, Ψ_2) is undefined here (a constant column).")
     return report.write()
+
+
+def run(args: argparse.Namespace) -> Path:
+    out = Path(default_out(NAME) if args.out is None else args.out)
+    report = Report(out, "Dense vs sparse sample-wise optima in real networks",
+                    "The paper's intuition figure: a network whose sample-wise optima θ*_i lie close together "
+                    "(small Ψ) can fit many samples from one point, and GradSign (per-sample gradient sign "
+                    "agreement at θ_0) is meant to detect this. Here both kinds come from real networks.")
+    return write_report(report, compute(args, out), args)
 
 
 register(Entry(NAME, "The intuition figure from real networks: dense vs sparse sample-wise optima, with GradSign.",

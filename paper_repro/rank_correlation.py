@@ -2,30 +2,35 @@
 gradient-based proxy against final accuracy), here on ``nb201-digits``.
 
 Every architecture of the benchmark is built at θ_0 from ``--seed`` and scored by each
-proxy on one batch of ``--batch`` training samples (`paper_repro.scores`); ρ and τ
-against the benchmark's test accuracy come from `empirical.correlation` with percentile
-bootstrap CIs over architectures. The claim "GradSign outperforms every other
-gradient-based method" is judged by `paper_repro.stats.RULE`.
+proxy on one batch of ``--batch`` training samples (`empirical.space_scoring.score_frame`);
+ρ and τ against the benchmark's test accuracy, with percentile bootstrap CIs over
+architectures, and the paired Δρ against GradSign come from
+`empirical.stats.reference_comparison`. The claim "GradSign outperforms every other
+gradient-based method" is judged by `RULE` (`empirical.stats.claim_verdict`).
 """
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from empirical.correlation import rank_correlations
+from empirical.benchmarks.benchmark import Benchmark, file_benchmark, load_benchmark
+from empirical.scoring import resolve_proxies
+from empirical.space_scoring import score_frame
+from empirical.stats import Estimate, claim_verdict, reference_comparison
+from figures.repro import correlation_bars
 from paper_repro import paper_numbers
-from paper_repro.common import (Benchmark, Report, default_out, file_benchmark, format_ci, load_benchmark,
-                                score_store)
+from paper_repro.common import Report, default_out, score_store
 from paper_repro.registry import Entry, register
-from paper_repro.scores import score_archs
-from paper_repro.stats import RULE, claim_verdict, paired_spearman_difference
 
 NAME = "rank-correlation"
 PROXIES = ("grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "gradsign")
+RULE = ("paired bootstrap over architectures of Δρ = ρ(GradSign) − ρ(other): the claim HELD if every "
+        "other proxy's 95% CI of Δρ lies above 0, DID NOT HOLD if some proxy's 95% CI lies below 0 "
+        "(that proxy ranks significantly better), and is WITHIN NOISE otherwise")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,97 +53,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nb201-N", type=int, default=5, help="cells per stage for --nb201-file")
 
 
-def subset(bench: Benchmark, max_archs: int | None, seed: int) -> Benchmark:
-    """`bench` restricted to a seeded random subset of `max_archs` architectures."""
-    if max_archs is None or max_archs >= len(bench.table):
-        return bench
-    if max_archs < 4:
-        raise ValueError(f"--max-archs must be at least 4, got {max_archs}")
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(bench.table), size=max_archs, replace=False))
-    table = bench.table.iloc[rows].reset_index(drop=True)
-    return Benchmark(bench.name, table, bench.data, bench.C, bench.N,
-                     bench.description + f"; seeded subset of {max_archs} architectures (seed {seed})",
-                     bench.synthetic, bench.info, bench.cifar_path)
+@dataclass(frozen=True)
+class Result:
+    """What the entry measured: the benchmark, the scores, the correlation table and the verdict."""
+
+    bench: Benchmark
+    batch: int
+    proxies: list[str]
+    scores: pd.DataFrame
+    table: pd.DataFrame
+    verdict: str
 
 
-def correlation_table(scores: pd.DataFrame, accuracy: np.ndarray, proxy_names: list[str], *,
-                      n_boot: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Per proxy: ρ, τ with CIs, top-10% precision, and Δρ vs GradSign (paired bootstrap),
-    all over the architectures where every proxy is defined. Returns (table, differences)."""
-    values = scores[list(proxy_names)].to_numpy(dtype=float)
-    keep = np.isfinite(values).all(axis=1) & np.isfinite(accuracy)
-    truth = accuracy[keep]
-    records, differences = [], {}
-    for j, name in enumerate(proxy_names):
-        score = values[keep, j]
-        rc = rank_correlations(score, truth, n_boot=n_boot, seed=seed)
-        record = {"proxy": name, "n": rc["n"],
-                  "n_undefined": int((~np.isfinite(values[:, j])).sum()),
-                  "spearman": rc["spearman"], "spearman_low": rc["spearman_ci"][0],
-                  "spearman_high": rc["spearman_ci"][1], "kendall": rc["kendall"],
-                  "kendall_low": rc["kendall_ci"][0], "kendall_high": rc["kendall_ci"][1],
-                  "top10_precision": rc["top_k_precision"]}
-        if name != "gradsign":
-            d = paired_spearman_difference(values[keep, proxy_names.index("gradsign")], score, truth,
-                                           n_boot=n_boot, seed=seed)
-            differences[name] = d
-            record.update(delta=d[0], delta_low=d[1], delta_high=d[2])
-        else:
-            record.update(delta=math.nan, delta_low=math.nan, delta_high=math.nan)
-        paper = paper_numbers.spearman(name)
-        record["paper_spearman"] = paper.value if paper is not None else math.nan
-        records.append(record)
-    return pd.DataFrame.from_records(records), differences
+def benchmark(args: argparse.Namespace) -> Benchmark:
+    if args.nb201_file:
+        bench = file_benchmark(args.nb201_file, dataset=args.nb201_dataset, allow_pickle=args.trust_file,
+                               C=args.nb201_C, N=args.nb201_N, cifar_path=args.cifar_path)
+        return bench.subset(args.max_archs or 200, args.seed)
+    return load_benchmark("toy" if args.toy else args.benchmark, seed=args.seed).subset(args.max_archs, args.seed)
+
+
+def compute(args: argparse.Namespace, out: Path) -> Result:
+    proxy_names = resolve_proxies(args.proxies)
+    if "gradsign" not in proxy_names or len(proxy_names) < 2:
+        raise ValueError(f"--proxies must include gradsign and at least one other proxy, got {args.proxies!r}")
+    batch = args.batch or (8 if args.toy else 64)
+    bench = benchmark(args)
+    scores = score_frame(bench.archs, proxies=proxy_names, store_dir=score_store(args, out), C=bench.C, N=bench.N,
+                         data=bench.data, batch=batch, seed=args.seed, workers=args.workers,
+                         progress=not args.no_progress, cifar_path=bench.cifar_path)
+    table, differences = reference_comparison(scores, proxy_names, bench.test_acc, "gradsign", n_boot=args.n_boot,
+                                              seed=args.seed)
+    paper = [paper_numbers.spearman(name) for name in proxy_names]
+    table["paper_spearman"] = [math.nan if p is None else p.value for p in paper]
+    return Result(bench, batch, proxy_names, scores, table, claim_verdict(differences))
 
 
 def _markdown_rows(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for r in table.itertuples(index=False):
+    for r in table.to_dict("records"):
         rows.append({
-            "proxy": r.proxy,
-            "archs": r.n,
-            "Spearman ρ [95% CI]": format_ci(r.spearman, (r.spearman_low, r.spearman_high)),
-            "Kendall τ [95% CI]": format_ci(r.kendall, (r.kendall_low, r.kendall_high)),
-            "top-10% precision": f"{r.top10_precision:.3f}",
-            "ρ(GradSign) − ρ(proxy) [95% CI]": "—" if r.proxy == "gradsign"
-            else format_ci(r.delta, (r.delta_low, r.delta_high)),
-            "paper ρ, NB201 CIFAR-10 †": "—" if math.isnan(r.paper_spearman) else f"{r.paper_spearman:.2f}",
+            "proxy": r["proxy"],
+            "archs": r["n"],
+            "Spearman ρ [95% CI]": Estimate.from_columns(r, "spearman", r["n"]).format(),
+            "Kendall τ [95% CI]": Estimate.from_columns(r, "kendall", r["n"]).format(),
+            "top-10% precision": f"{r['top10_precision']:.3f}",
+            "ρ(GradSign) − ρ(proxy) [95% CI]": "—" if r["proxy"] == "gradsign"
+            else Estimate.from_columns(r, "delta", r["n"]).format(),
+            "paper ρ, NB201 CIFAR-10 †": "—" if math.isnan(r["paper_spearman"]) else f"{r['paper_spearman']:.2f}",
         })
     return pd.DataFrame(rows)
 
 
-def run(args: argparse.Namespace) -> Path:
-    from figures.repro import correlation_bars
-
-    proxy_names = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    if "gradsign" not in proxy_names or len(proxy_names) < 2:
-        raise ValueError(f"--proxies must include gradsign and at least one other proxy, got {args.proxies!r}")
-    batch = args.batch or (8 if args.toy else 64)
-    if args.nb201_file:
-        bench = file_benchmark(args.nb201_file, dataset=args.nb201_dataset, allow_pickle=args.trust_file,
-                               C=args.nb201_C, N=args.nb201_N, cifar_path=args.cifar_path)
-        bench = subset(bench, args.max_archs or 200, args.seed)
-    else:
-        bench = load_benchmark("toy" if args.toy else args.benchmark, seed=args.seed)
-        bench = subset(bench, args.max_archs, args.seed)
-    out = default_out(NAME) if args.out is None else args.out
-    report = Report(out, "Rank correlation of gradient-based proxies with trained accuracy",
-                    "Reproduces the paper's main tables (Table 2 for NAS-Bench-201: Spearman ρ over all "
-                    "architectures; Kendall τ in its NASWOT-style comparison) at laptop scale. Claim under "
-                    f"test: \"{paper_numbers.MAIN_CLAIM}\".")
-    scores = score_archs(bench.archs, proxy_names, store_dir=score_store(args, Path(out)), C=bench.C, N=bench.N,
-                         data=bench.data, batch=batch, seed=args.seed, workers=args.workers,
-                         progress=not args.no_progress, cifar_path=bench.cifar_path)
-    table, differences = correlation_table(scores, bench.accuracy, proxy_names, n_boot=args.n_boot, seed=args.seed)
-    verdict = claim_verdict(differences)
+def write_report(report: Report, result: Result, args: argparse.Namespace) -> Path:
+    bench, table = result.bench, result.table
     report.settings({
         "benchmark": bench.description,
         "architectures scored": len(bench.table),
         "ground-truth reliability": bench.reliability_note(),
         "network size": f"NB201 C={bench.C}, N={bench.N}, scored on data {bench.data}",
-        "proxies": ", ".join(proxy_names) + " (registry defaults: `proxies.compute(name, model, x, y)`)",
-        "proxy batch": f"{batch} training samples (one batch drawn with the seed, the same for every network)",
+        "proxies": ", ".join(result.proxies) + " (registry defaults: `proxies.compute(name, model, x, y)`)",
+        "proxy batch": f"{result.batch} training samples (one batch drawn with the seed, the same for every network)",
         "seed": f"{args.seed} (every network's θ_0 and its batch; one network per architecture)",
         "runs": "1 scoring run per architecture (the CIs are over architectures)",
         "confidence intervals": f"95% percentile bootstrap over architectures, {args.n_boot} resamples, "
@@ -148,15 +123,14 @@ def run(args: argparse.Namespace) -> Path:
                    "(`n_undefined` per proxy in `correlations.csv`).")
     report.table(_markdown_rows(table))
     report.csv(table, "correlations")
-    report.csv(scores.assign(accuracy=bench.accuracy), "scores")
-    best_other = table[table.proxy != "gradsign"].sort_values("spearman", ascending=False).iloc[0]
-    gs = table[table.proxy == "gradsign"].iloc[0]
+    report.csv(result.scores.assign(test_acc=bench.test_acc), "scores")
+    best_other = table[table.proxy != "gradsign"].sort_values("spearman", ascending=False).iloc[0].to_dict()
+    gs = table[table.proxy == "gradsign"].iloc[0].to_dict()
     report.section(
         "Verdict",
-        f"**Claim \"GradSign outperforms every other gradient-based method\" (Spearman ρ): {verdict.upper()}** "
-        f"on {bench.name}. GradSign ρ = {format_ci(gs.spearman, (gs.spearman_low, gs.spearman_high))}; "
-        f"best other: {best_other.proxy} ρ = "
-        f"{format_ci(best_other.spearman, (best_other.spearman_low, best_other.spearman_high))}.",
+        f"**Claim \"GradSign outperforms every other gradient-based method\" (Spearman ρ): "
+        f"{result.verdict.upper()}** on {bench.name}. GradSign ρ = {Estimate.from_columns(gs, 'spearman').format()}; "
+        f"best other: {best_other['proxy']} ρ = {Estimate.from_columns(best_other, 'spearman').format()}.",
         f"Decision rule: {RULE}.",
         "† Paper column: " + paper_numbers.source_note(paper_numbers.spearman("gradsign")) +
         ". The paper's networks are NB201 at C=16, N=5 trained 200 epochs on CIFAR-10, scored on CIFAR-10 "
@@ -170,6 +144,15 @@ def run(args: argparse.Namespace) -> Path:
                   "Spearman ρ and Kendall τ per proxy, 95% bootstrap CIs; diamonds: the paper's ρ on "
                   "NB201 CIFAR-10 (†).")
     return report.write()
+
+
+def run(args: argparse.Namespace) -> Path:
+    out = Path(default_out(NAME) if args.out is None else args.out)
+    report = Report(out, "Rank correlation of gradient-based proxies with trained accuracy",
+                    "Reproduces the paper's main tables (Table 2 for NAS-Bench-201: Spearman ρ over all "
+                    "architectures; Kendall τ in its NASWOT-style comparison) at laptop scale. Claim under "
+                    f"test: \"{paper_numbers.MAIN_CLAIM}\".")
+    return write_report(report, compute(args, out), args)
 
 
 register(Entry(NAME, "Spearman ρ / Kendall τ of gradient-based proxies vs trained accuracy, with CIs and a verdict.",

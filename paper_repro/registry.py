@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Entry", "register", "names", "get", "add_common_arguments", "add_entry_parsers"]
+from empirical.checks import check_int
+from empirical.registry import Registry
+
+__all__ = ["ENTRIES", "Entry", "register", "names", "get", "add_common_arguments", "add_entry_parsers", "run"]
 
 
 @dataclass(frozen=True)
@@ -26,14 +29,12 @@ class Entry:
     run: Callable[[argparse.Namespace], Path]
 
 
-_ENTRIES: dict[str, Entry] = {}
+ENTRIES: Registry[Entry] = Registry("entry")
 
 
 def register(entry: Entry) -> Entry:
-    if entry.name in _ENTRIES:
-        raise ValueError(f"entry {entry.name!r} is already registered")
-    _ENTRIES[entry.name] = entry
-    return entry
+    """Add `entry` under its name (a second entry of the same name raises ValueError)."""
+    return ENTRIES.add(entry.name, entry)
 
 
 def names() -> list[str]:
@@ -43,14 +44,11 @@ def names() -> list[str]:
     >>> "rank-correlation" in paper_repro.names()
     True
     """
-    return list(_ENTRIES)
+    return ENTRIES.names()
 
 
 def get(name: str) -> Entry:
-    try:
-        return _ENTRIES[name]
-    except KeyError:
-        raise ValueError(f"unknown entry {name!r}; entries: {', '.join(_ENTRIES)}") from None
+    return ENTRIES.get(name)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +66,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_entry_parsers(subparsers) -> None:
     """One sub-command per registered entry, with the shared and the entry's own options."""
-    for entry in _ENTRIES.values():
+    for name in ENTRIES:
+        entry = ENTRIES.get(name)
         parser = subparsers.add_parser(entry.name, help=entry.summary,
                                        description=f"{entry.summary} Reproduces: {entry.paper_item}.")
         add_common_arguments(parser)
@@ -78,14 +77,11 @@ def add_entry_parsers(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     """Check the shared options and run the entry named by ``args.entry``."""
-    if args.seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    check_int("--seed", args.seed, minimum=0)
+    check_int("--workers", args.workers, minimum=1)
     if args.n_boot is None:
         args.n_boot = 200 if args.toy else 2000
-    if args.n_boot < 10:
-        raise ValueError(f"--n-boot must be at least 10, got {args.n_boot}")
+    check_int("--n-boot", args.n_boot, minimum=10)
     # The networks are tiny: one intra-op thread per process is fastest, and parallelism
     # comes from --workers processes.
     torch.set_num_threads(1)

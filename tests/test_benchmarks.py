@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
-from empirical import correlation, space_scoring
+from empirical import space_scoring, stats
 from empirical.benchmarks import nb201_api, nb201_digits
+from empirical.benchmarks.benchmark import file_benchmark, load_benchmark, toy_benchmark
 from empirical.cli import main
+from empirical.data import load
 from empirical.plan import Job
 from empirical.spaces import nb201
 from empirical.store import ResultsStore
+from empirical.training import train
 
 
 def test_selection_is_stratified_deterministic_and_keeps_the_extremes():
@@ -41,9 +44,6 @@ def test_selection_is_stratified_deterministic_and_keeps_the_extremes():
 
 
 def test_train_job_equals_building_and_training_directly():
-    from empirical.data import load
-    from empirical.training import train
-
     arch = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
     job = nb201_digits.plan([arch], [1])[0]
     out = nb201_digits.train_job(job)
@@ -82,7 +82,7 @@ def test_table_and_write_from_stored_rows(tmp_path):
     assert list(shipped.columns) == list(frame.columns) and len(shipped) == 5
     assert json.loads((tmp_path / "b.json").read_text()) == meta
     rel = meta["reliability"]
-    assert rel["spearman"] == pytest.approx(correlation.spearman(frame["test_acc_s0"], frame["test_acc_s1"]))
+    assert rel["spearman"] == pytest.approx(stats.spearman(frame["test_acc_s0"], frame["test_acc_s1"]))
     assert meta["recipe"] == nb201_digits.RECIPE.to_dict() and meta["classes"] == 5
 
 
@@ -101,6 +101,17 @@ def test_shipped_benchmark_is_consistent():
         assert params == sum(p.numel() for p in net.parameters())
     assert ((frame["test_acc"] >= 0) & (frame["test_acc"] <= 1)).all()
     assert meta["recipe"] == nb201_digits.RECIPE.to_dict()
+
+
+def test_reliability_recomputed_through_empirical_stats_equals_the_shipped_metadata():
+    """nb201_digits.json was written by the statistics code before the consolidation
+    (empirical/correlation.py): the same resamples give the same numbers."""
+    if not nb201_digits.CSV_PATH.exists():
+        pytest.skip("nb201_digits.csv has not been built yet")
+    shipped = nb201_digits.metadata()["reliability"]
+    again = nb201_digits.reliability(nb201_digits.load(), tuple(shipped["seeds"]))
+    for key in ("n", "spearman", "spearman_ci", "kendall", "kendall_ci", "top_k_precision"):
+        assert again[key] == shipped[key], key
 
 
 def _nb201_file(path, archs, acc, extra=None):
@@ -175,13 +186,13 @@ def test_correlate_command_end_to_end(tmp_path, capsys):
     truth = np.array(acc) + 0.5
     scores = space_scoring.space_table(run, expand=False).set_index("arch").loc[list(archs)]
     for name in ("params", "grad_norm"):
-        rho = correlation.spearman(scores[name], truth)
-        low, high, _ = correlation.bootstrap_ci(scores[name].to_numpy(), truth, "spearman", n_boot=200, seed=0)
+        rho = stats.spearman(scores[name], truth)
+        low, high = stats.correlation_ci(scores[name].to_numpy(), truth, "spearman", n_boot=200, seed=0).ci
         assert f"| {name} | 8 | {rho:.3f} [{low:.3f}, {high:.3f}] |" in text
     summary = pd.read_json(run / "correlation.json")
     assert summary["proxy"].tolist() == ["params", "grad_norm"]
     assert math.isclose(summary.loc[0, "top_k_precision"],
-                        correlation.top_k_precision(scores["params"], truth, 0.25))
+                        stats.top_k_precision(scores["params"], truth, 0.25))
     for name in ("correlation_scatter", "correlation_rho"):
         for ext in ("png", "pdf"):
             assert (run / f"{name}.{ext}").stat().st_size > 1000
@@ -191,3 +202,31 @@ def test_correlate_command_end_to_end(tmp_path, capsys):
     flipped = pd.read_json(tmp_path / "neg" / "correlation.json")
     assert flipped["spearman"].tolist() == pytest.approx([-v for v in summary["spearman"]])
     assert "-test_acc over 8 architectures" in (tmp_path / "neg" / "correlation.md").read_text()
+
+
+def test_toy_benchmark_is_seeded_and_marked_synthetic():
+    a, b = toy_benchmark(6, seed=2), toy_benchmark(6, seed=2)
+    assert a.archs == b.archs and np.array_equal(a.test_acc, b.test_acc) and a.synthetic
+    convs = np.array([nb201_digits.conv_edges(arch) for arch in a.archs])
+    noise = a.test_acc - (0.2 + 0.1 * convs)
+    assert ((noise >= 0) & (noise < 0.05)).all()
+    assert load_benchmark("toy").synthetic
+    with pytest.raises(ValueError, match="benchmark must be one of"):
+        load_benchmark("cifar")
+    small = a.subset(4, seed=1)
+    assert len(small.archs) == 4 and set(small.archs) <= set(a.archs) and "subset of 4" in small.description
+    with pytest.raises(ValueError, match="max_archs must be an integer >= 4"):
+        a.subset(3, seed=1)
+
+
+def test_benchmarks_hold_accuracies_as_fractions(tmp_path):
+    bench = load_benchmark("nb201-digits")
+    assert np.array_equal(bench.test_acc, nb201_digits.load()["test_acc"].to_numpy())
+    assert bench.reliability().format() in bench.reliability_note()
+    archs = nb201.all_archs()[::3125]
+    _nb201_file(tmp_path / "nb.pth", archs, [70.0, 80.0, 60.0, 90.0, 85.0])
+    from_file = file_benchmark(str(tmp_path / "nb.pth"))
+    assert from_file.test_acc.tolist() == pytest.approx([0.705, 0.805, 0.605, 0.905, 0.855])
+    assert from_file.column("train_acc").max() <= 1 and from_file.reliability() is None
+    with pytest.raises(ValueError, match="column 'loss' is not in benchmark nb201-file"):
+        from_file.column("loss")

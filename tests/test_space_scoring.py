@@ -1,5 +1,6 @@
 """Space scoring: one row per architecture from batch jobs, resume after kill -9 with the
-same numbers, Ray == local, class scores mapped to every member, the data sources."""
+same numbers, Ray == local, class scores mapped to every member, rows shared between
+requests they cover, the initialisation schemes, the data sources."""
 from __future__ import annotations
 
 import os
@@ -7,13 +8,16 @@ import pickle
 import subprocess
 import sys
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+import proxies
 from empirical import space_scoring
 from empirical.cli import main
-from empirical.scoring import NetworkSpec, score_network
+from empirical.scoring import NetworkSpec, build_network, initialise, score_network, scoring_batch
 from empirical.spaces import nb201
 from empirical.store import DB_NAME, ResultsStore
 from tests.helpers_kill import count_rows, kill_after_rows
@@ -47,10 +51,12 @@ def test_batch_jobs_give_one_row_per_arch_equal_to_direct_scoring(tmp_path):
     assert summary.total == 0 and counts["skipped"] == 7
 
 
-def test_job_hash_covers_arch_proxies_data_batch_and_seed():
+def test_job_hash_covers_arch_proxies_data_batch_seed_and_init():
     base = space_scoring.arch_jobs(["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"], **TINY)[0]
+    # Default-init rows keep the hash they had before the scheme was a setting (commit 1a4b141).
+    assert base.job_hash == "78e102b7c3569add629032d65de136edac80c45f78ee9daa12093b259c771529"
     variants = [dict(TINY, proxies=["gradsign"]), dict(TINY, data="random-cifar"), dict(TINY, batch=16),
-                dict(TINY, seed=4), dict(TINY, C=4)]
+                dict(TINY, seed=4), dict(TINY, C=4), dict(TINY, init="kaiming")]
     hashes = {space_scoring.arch_jobs([base.params["arch"]], **v)[0].job_hash for v in variants}
     other_arch = space_scoring.arch_jobs([nb201.all_archs()[1]], **TINY)[0].job_hash
     assert len(hashes | {base.job_hash, other_arch}) == len(variants) + 2
@@ -194,3 +200,59 @@ def test_bad_settings_name_the_argument():
         space_scoring.arch_jobs(["x"], proxies=["gradsign"], data="digits", batch=0)
     with pytest.raises(ValueError, match="archs_per_job must be a positive integer"):
         space_scoring.batch_jobs([], 0)
+    with pytest.raises(ValueError, match="init must be one of"):
+        space_scoring.arch_jobs(["x"], proxies=["gradsign"], data="digits", init="orthogonal")
+
+
+def test_score_frame_matches_direct_scoring_and_shares_covering_rows(tmp_path):
+    archs = nb201.unique_archs()[::900][:4]
+    kwargs = dict(store_dir=tmp_path, C=4, N=1, data="digits", batch=8, seed=3, progress=False)
+    frame = space_scoring.score_frame(archs, proxies=["gradsign", "params"], **kwargs)
+    split = space_scoring.load_scoring_data("digits")
+    for arch, value in zip(archs, frame["gradsign"]):  # the independent route: build and score by hand
+        torch.manual_seed(3)
+        model = build_network(NetworkSpec("nb201", arch=arch, C=4, N=1), split, 3)
+        x, y = scoring_batch(split, 8, 3, flat=False)
+        assert value == proxies.gradsign(model, x, y)
+    with ResultsStore(tmp_path) as store:
+        rows = len(store)
+    # A request covered by the stored rows (a subset of their proxies, another order of
+    # archs, a repeat) computes nothing and keeps the caller's order.
+    again = space_scoring.score_frame(list(reversed(archs)) + archs[:1], proxies=["gradsign"], **kwargs)
+    assert again["arch"].tolist() == list(reversed(archs)) + archs[:1]
+    assert again["gradsign"].tolist() == frame["gradsign"].tolist()[::-1] + frame["gradsign"].tolist()[:1]
+    with ResultsStore(tmp_path) as store:
+        assert len(store) == rows
+    table = space_scoring.space_table(tmp_path, proxies=["gradsign"], expand=False).set_index("arch")
+    assert table.loc[archs, "gradsign"].tolist() == frame["gradsign"].tolist()
+    # Another initialisation is another network: new rows, different scores.
+    kaiming = space_scoring.score_frame(archs, proxies=["gradsign"], init="kaiming", **kwargs)
+    with ResultsStore(tmp_path) as store:
+        assert len(store) == rows + len(archs)
+    assert not np.allclose(kaiming["gradsign"], frame["gradsign"])
+    torch.manual_seed(3)
+    model = build_network(NetworkSpec("nb201", arch=archs[0], C=4, N=1, init="kaiming"), split, 3)
+    assert kaiming["gradsign"].iloc[0] == proxies.gradsign(model, *scoring_batch(split, 8, 3, flat=False))
+
+
+def test_score_frame_reports_an_architecture_that_cannot_be_scored(tmp_path):
+    with pytest.raises(ValueError, match="could not be scored.*bad-arch"):
+        space_scoring.score_frame(["bad-arch"], proxies=["params"], store_dir=tmp_path, C=2, N=1, data="digits",
+                                  batch=4, progress=False)
+
+
+def test_initialise_schemes_draw_the_documented_variances():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(400, 300), torch.nn.Linear(300, 200))
+    initialise(model, "kaiming")
+    w = model[0].weight.detach()
+    # std of 120,000 normal draws: relative standard error ~0.2%.
+    assert float(w.std()) == pytest.approx(math.sqrt(2 / 400), rel=0.01)
+    assert float(model[0].bias.detach().abs().max()) == 0.0
+    initialise(model, "xavier")
+    assert float(model[1].weight.detach().std()) == pytest.approx(math.sqrt(2 / (300 + 200)), rel=0.01)
+    before = [p.clone() for p in model.parameters()]
+    initialise(model, "default")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="init must be one of"):
+        initialise(model, "orthogonal")

@@ -1,11 +1,16 @@
 """`gradsign correlate RUN --truth ...`: how well each proxy of a space-score run ranks
-architectures by a trained ground truth (Spearman, Kendall, top-k precision)."""
+architectures by a trained ground truth (Spearman, Kendall, top-k precision), from the
+statistics of `empirical.stats` and a benchmark of `empirical.benchmarks.benchmark`."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from empirical import correlation, space_scoring
+import matplotlib.pyplot as plt
+
+from empirical import space_scoring, stats
+from empirical.benchmarks.benchmark import Benchmark, file_benchmark, load_benchmark
+from figures.correlation import proxy_scatter, rho_bars
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run", metavar="RUN", help="a space-score run directory")
     parser.add_argument("--truth", default="nb201-digits", metavar="nb201-digits|nb201-file:PATH",
                         help="the shipped mini-benchmark, or your NAS-Bench-201 .pth file")
-    parser.add_argument("--metric", default="test_acc", help="ground-truth column (test_acc, train_acc, ...)")
+    parser.add_argument("--metric", default="test_acc",
+                        help="ground-truth column (test_acc, train_acc, test_loss, ...; accuracies as fractions)")
     parser.add_argument("--dataset", default="cifar10", help="dataset of a NAS-Bench-201 file")
     parser.add_argument("--hp", default="200", choices=["200", "12"], help="schedule of a NAS-Bench-201 file")
     parser.add_argument("--trust-file", action="store_true",
@@ -30,19 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=float, default=0.1, help="fraction for top-k precision")
     parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG/PDF figures")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
-def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool):
+def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool) -> tuple[Benchmark, str]:
+    """The benchmark ``--truth`` names and how the report calls it."""
     if spec == "nb201-digits":
-        from empirical.benchmarks import nb201_digits
-
-        return nb201_digits.load(), "nb201-digits"
+        return load_benchmark("nb201-digits"), "nb201-digits"
     if spec.startswith("nb201-file:"):
-        from empirical.benchmarks import nb201_api
-
         path = spec.split(":", 1)[1]
-        return nb201_api.accuracies(path, dataset=dataset, hp=hp, allow_pickle=trust_file), f"NAS-Bench-201 {dataset}"
+        return file_benchmark(path, dataset=dataset, hp=hp, allow_pickle=trust_file), f"NAS-Bench-201 {dataset}"
     raise ValueError(f"--truth must be 'nb201-digits' or 'nb201-file:PATH', got {spec!r}")
 
 
@@ -51,8 +54,9 @@ def proxy_columns(table) -> list[str]:
     return [c for c in table.columns if f"{c}_seconds" in table.columns]
 
 
-def _main(args: argparse.Namespace) -> int:
-    truth, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file)
+def main(args: argparse.Namespace) -> int:
+    bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file)
+    truth = bench.table
     if args.metric not in truth.columns:
         raise ValueError(f"--metric {args.metric!r} is not a column of the truth; available: {list(truth.columns)}")
     scores = space_scoring.space_table(args.run, expand=True)
@@ -67,22 +71,17 @@ def _main(args: argparse.Namespace) -> int:
     if len(joined) < 3:
         raise ValueError(f"only {len(joined)} architectures of the run have a ground truth in {args.truth}; "
                          "score the benchmark's architectures (space-score --subset nb201-digits) first")
-    summary = correlation.study(joined, names, target, n_boot=args.n_boot, seed=args.seed,
-                                top_fraction=args.top)
+    summary = stats.study(joined, names, target, n_boot=args.n_boot, seed=args.seed, top_fraction=args.top)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
     text = (f"Rank correlation with {truth_name} {target} over {len(joined)} architectures "
             f"(95% percentile bootstrap CIs, n_boot={args.n_boot}, seed={args.seed}; top half = the "
-            f"{int(summary['top_half_n'].max())} best by {target}).\n\n" + correlation.to_markdown(summary) + "\n")
+            f"{int(summary['top_half_n'].max())} best by {target}).\n\n" + stats.to_markdown(summary) + "\n")
     (out / "correlation.md").write_text(text)
     summary.to_json(out / "correlation.json", orient="records", indent=2)
     joined.to_csv(out / "correlation_data.csv", index=False)
     print(text, end="")
     if not args.no_figures:
-        import matplotlib.pyplot as plt
-
-        from figures.correlation import proxy_scatter, rho_bars
-
         rho = dict(zip(summary["proxy"], summary["spearman"]))
         for name, fig in (("correlation_scatter", proxy_scatter(joined, names, target, rho=rho)),
                           ("correlation_rho", rho_bars(summary, title=f"{truth_name}, {len(joined)} architectures"))):

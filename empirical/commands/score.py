@@ -1,6 +1,8 @@
-"""`gradsign score`: score networks with zero-cost proxies on a data set."""
+"""`gradsign score`: score a few networks with zero-cost proxies at initialisation, on one
+seeded batch of a data set (`empirical.scoring.score_network`)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -10,7 +12,7 @@ from empirical import data as datasets
 from empirical.scoring import NetworkSpec, resolve_proxies, score_network
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("score", help="score networks with proxies at initialisation")
     p.add_argument("--space", choices=["nb201", "mlp"], required=True)
     p.add_argument("--arch", action="append", default=[], help="NB201 arch string (repeatable)")
@@ -24,10 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--proxy", default="gradsign", help="a name, a comma list, or 'all'")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
-def specs_from_args(args) -> list[NetworkSpec]:
+def specs_from_args(args: argparse.Namespace) -> list[NetworkSpec]:
     if args.space == "nb201":
         if not args.arch:
             raise ValueError("--space nb201 needs at least one --arch")
@@ -44,7 +46,7 @@ def format_table(rows: list[dict], proxy_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def main(args: argparse.Namespace) -> int:
     proxy_names = resolve_proxies(args.proxy)
     specs = specs_from_args(args)
     split = datasets.load(args.data)

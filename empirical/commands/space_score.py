@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 
 from empirical import space_scoring
-from empirical.scoring import resolve_proxies
+from empirical.benchmarks import nb201_digits
+from empirical.scoring import INITS, resolve_proxies
 from empirical.spaces import nb201
+from proxies.checks import check_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--N", type=int, default=1, help="cells per stage")
     parser.add_argument("--batch", type=int, default=64, help="samples in the scoring batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", choices=list(INITS), default="default",
+                        help="initialisation scheme of θ_0 (empirical.scoring.initialise)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--archs-per-job", type=int, default=25, help="architectures per executor job")
@@ -40,24 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/space-score", metavar="DIR", help="run directory")
     parser.add_argument("--retry-failed", action="store_true", help="rerun architectures whose row failed")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
 def architectures(args: argparse.Namespace) -> list[str]:
     if args.subset == "nb201-digits":
-        from empirical.benchmarks import nb201_digits
-
         archs = nb201_digits.select_classes()
     else:
         archs = nb201.unique_archs() if args.unique else nb201.all_archs()
     if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"--limit must be a positive integer, got {args.limit}")
-        archs = archs[:args.limit]
+        archs = archs[:check_int("--limit", args.limit, minimum=1)]
     return archs
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     proxy_names = resolve_proxies(args.proxies)
     archs = architectures(args)
     if args.workers == 1 and args.executor == "local":
@@ -65,13 +65,14 @@ def _main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     summary, counts = space_scoring.score_space(
         args.out, archs, proxies=proxy_names, data=args.data, batch=args.batch, seed=args.seed,
-        C=args.C, N=args.N, cifar_path=args.cifar_path, archs_per_job=args.archs_per_job,
+        C=args.C, N=args.N, init=args.init, cifar_path=args.cifar_path, archs_per_job=args.archs_per_job,
         executor=args.executor, workers=args.workers, progress=not args.no_progress,
         retry_failed=args.retry_failed,
     )
     elapsed = time.perf_counter() - start
     table = space_scoring.space_table(args.out, proxies=proxy_names, data=args.data, batch=args.batch,
-                                      seed=args.seed, expand=args.limit is None)
+                                      seed=args.seed, init=args.init,
+                                      expand=args.limit is None)
     path = Path(args.out) / "scores.csv"
     table.to_csv(path, index=False)
     print(f"architectures: {counts['archs']} ({counts['skipped']} already stored, {counts['ok']} ok, "

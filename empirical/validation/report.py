@@ -14,8 +14,8 @@ and writes, for each data set:
   agreement rate of A3, overall and per layer;
 - plain statements of the above.
 
-Intervals come from `empirical.validation.stats` with fixed seeds, so the same store
-gives the same report.
+Intervals come from `empirical.stats` (1000 resamples) with fixed seeds, so the same store
+gives the same report; with fewer than `MIN_SAMPLES` networks a quantity gets no interval.
 """
 from __future__ import annotations
 
@@ -27,9 +27,13 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from empirical.validation.stats import Estimate, correlation_ci, location_ci, proportion_ci
+from empirical import stats
+from empirical.stats import Estimate, proportion_ci
 
-__all__ = ["QUANTITIES", "render"]
+__all__ = ["MIN_SAMPLES", "QUANTITIES", "render"]
+
+MIN_SAMPLES = 5
+PERCENT = {"spec": ".0f", "scale": 100, "unit": "%"}
 
 # (label, column, orientation): orientation +1 where a larger value of the labelled
 # quantity predicts a better network (−Ψ: the column holds Ψ, negated when read).
@@ -60,6 +64,14 @@ BOUND_LABELS = {
     "lipschitz_per_sample": "Lipschitz, per sample",
     "lipschitz_psi1": "Lipschitz, Ψ_1",
 }
+
+
+def _location(values, statistic: str = "median", *, seed: int) -> Estimate:
+    return stats.location_ci(values, statistic, seed=seed, min_samples=MIN_SAMPLES)
+
+
+def _correlation(x, y, method: str, *, seed: int) -> Estimate:
+    return stats.correlation_ci(x, y, method, seed=seed, min_samples=MIN_SAMPLES)
 
 
 def _bound_names(frame: pd.DataFrame) -> list[str]:
@@ -125,17 +137,17 @@ def _bound_section(ok: pd.DataFrame, statements: list[str]) -> list[str]:
         hat = _count(ok, f"bound.{name}.trained_holds")
         ratio_bar = _column(ok, f"bound.{name}.ratio_theta_bar")
         ratio_hat = _column(ok, f"bound.{name}.ratio_trained")
-        med_bar, med_hat = location_ci(ratio_bar, seed=1), location_ci(ratio_hat, seed=2)
+        med_bar, med_hat = _location(ratio_bar, seed=1), _location(ratio_hat, seed=2)
         lines.append(
-            f"| {label} | {_k_of_n(bar)} | {_k_of_n(hat)} | {med_bar.format(3)}; {_range(ratio_bar)} | "
-            f"{med_hat.format(3)}; {_range(ratio_hat)} |"
+            f"| {label} | {_k_of_n(bar)} | {_k_of_n(hat)} | {med_bar.format('.3g')}; {_range(ratio_bar)} | "
+            f"{med_hat.format('.3g')}; {_range(ratio_hat)} |"
         )
         population = (ok.get(f"bound.{name}.measures", pd.Series(["train"])).iloc[0] == "population")
         what_bar = "the test loss of θ̄*" if population else "L_S(θ̄*)"
         what_hat = "the test loss of θ̂" if population else "L_S(θ̂)"
         statements.append(
             f"{label}: {what_bar} ≤ bound in {_k_of_n(bar)} networks; {what_hat} ≤ bound in {_k_of_n(hat)}. "
-            f"The bound was a median {med_bar.format(3)} times {what_bar}."
+            f"The bound was a median {med_bar.format('.3g')} times {what_bar}."
         )
     return lines
 
@@ -143,7 +155,7 @@ def _bound_section(ok: pd.DataFrame, statements: list[str]) -> list[str]:
 def _k_of_n(est: Estimate) -> str:
     if est.n == 0:
         return "n/a"
-    return f"{round(est.value * est.n)}/{est.n} ({est.format(percent=True)})"
+    return f"{round(est.value * est.n)}/{est.n} ({est.format(**PERCENT)})"
 
 
 def _verdict(est: Estimate, predicted: int) -> str:
@@ -176,16 +188,16 @@ def _correlation_section(ok: pd.DataFrame, statements: list[str], quantities=QUA
     for i, (label_a, col_a, o_a) in enumerate(available):
         for label_b, col_b, o_b in available[i + 1:]:
             a, b = _values(ok, label_a, col_a), _values(ok, label_b, col_b)
-            rho = correlation_ci(a, b, "spearman", seed=seed)
-            tau = correlation_ci(a, b, "kendall", seed=seed + 1)
+            rho = _correlation(a, b, "spearman", seed=seed)
+            tau = _correlation(a, b, "kendall", seed=seed + 1)
             seed += 2
             predicted = o_a * o_b
             verdict = _verdict(rho, predicted)
-            lines.append(f"| {label_a} vs {label_b} | {rho.format()} | {tau.format()} | {rho.n} | "
+            lines.append(f"| {label_a} vs {label_b} | {rho.format('.2g')} | {tau.format('.2g')} | {rho.n} | "
                          f"{'positive' if predicted > 0 else 'negative'} | {verdict} |")
             if (label_a, label_b) in key_pairs:
-                statements.append(f"{label_a} vs {label_b}: Spearman ρ = {rho.format()}, Kendall τ = "
-                                  f"{tau.format()} (n = {rho.n}): {verdict}.")
+                statements.append(f"{label_a} vs {label_b}: Spearman ρ = {rho.format('.2g')}, Kendall τ = "
+                                  f"{tau.format('.2g')} (n = {rho.n}): {verdict}.")
     return lines
 
 
@@ -200,32 +212,32 @@ KEY_PAIRS = frozenset({
 
 def _assumption_section(ok: pd.DataFrame, statements: list[str]) -> list[str]:
     a1_all = _count(ok, "a1.holds")
-    a1_frac = location_ci(_column(ok, "a1.consistent_fraction"), "mean", seed=3)
-    a1_ratio = location_ci(_column(ok, "a1.ratio_median"), seed=4)
-    a1_min = location_ci(_column(ok, "a1.ratio_min"), seed=5)
+    a1_frac = _location(_column(ok, "a1.consistent_fraction"), "mean", seed=3)
+    a1_ratio = _location(_column(ok, "a1.ratio_median"), seed=4)
+    a1_min = _location(_column(ok, "a1.ratio_min"), seed=5)
     a2_all = _count(ok, "a2.holds")
-    a2_res = location_ci(np.log10(np.maximum(_column(ok, "a2.max_residual"), 1e-300)), seed=6)
-    rate = location_ci(_column(ok, "agreement.rate"), "mean", seed=7)
+    a2_res = _location(np.log10(np.maximum(_column(ok, "a2.max_residual"), 1e-300)), seed=6)
+    rate = _location(_column(ok, "agreement.rate"), "mean", seed=7)
     lines = [
         "| check | result (95% CI) |",
         "|---|---|",
         f"| A1: β_hess ≥ β_eff on every sample of the network | {_k_of_n(a1_all)} networks |",
-        f"| A1: fraction of samples with β_hess ≥ β_eff, mean over networks | {a1_frac.format(3)} |",
-        f"| A1: per-network median of β_hess/β_eff, median over networks | {a1_ratio.format(3)} |",
-        f"| A1: per-network minimum of β_hess/β_eff, median over networks | {a1_min.format(3)} |",
+        f"| A1: fraction of samples with β_hess ≥ β_eff, mean over networks | {a1_frac.format('.3g')} |",
+        f"| A1: per-network median of β_hess/β_eff, median over networks | {a1_ratio.format('.3g')} |",
+        f"| A1: per-network minimum of β_hess/β_eff, median over networks | {a1_min.format('.3g')} |",
         f"| A2: residual ≤ tol on every sample | {_k_of_n(a2_all)} networks |",
-        f"| A2: log10 of the largest stationarity residual, median over networks | {a2_res.format(3)} |",
-        f"| A3: sign–side agreement rate, mean over networks | {rate.format(3)} |",
+        f"| A2: log10 of the largest stationarity residual, median over networks | {a2_res.format('.3g')} |",
+        f"| A3: sign–side agreement rate, mean over networks | {rate.format('.3g')} |",
     ]
     layer_rates = _layer_rates(ok)
     for layer, values in sorted(layer_rates.items()):
-        est = location_ci(values, "mean", seed=10 + layer)
-        lines.append(f"| A3: agreement rate of weight layer {layer} (1 = input side), mean | {est.format(3)} |")
+        est = _location(values, "mean", seed=10 + layer)
+        lines.append(f"| A3: agreement rate of weight layer {layer} (1 = input side), mean | {est.format('.3g')} |")
     statements.append(f"A1 (β_hess ≥ β_eff at every sample) held in {_k_of_n(a1_all)} networks; on average "
-                      f"{a1_frac.format(3)} of a network's samples were consistent.")
+                      f"{a1_frac.format('.3g')} of a network's samples were consistent.")
     statements.append(f"A2 (stationary optima, residual ≤ tol) held in {_k_of_n(a2_all)} networks.")
     exact = proportion_ci(int((_column(ok, "agreement.rate") == 1).sum()), len(ok))
-    statements.append(f"Sign–side agreement (A3) rate: mean {rate.format(3)} over networks; A3 itself (rate 1) "
+    statements.append(f"Sign–side agreement (A3) rate: mean {rate.format('.3g')} over networks; A3 itself (rate 1) "
                       f"held in {_k_of_n(exact)} networks.")
     return lines
 

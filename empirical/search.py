@@ -1,9 +1,10 @@
-"""NAS on a tabular benchmark: random search and regularised evolution, vanilla and
-GradSign-assisted (GradSign paper §5.3, Table 5; here on a table of trained networks).
+"""NAS on a tabular benchmark: search algorithms, vanilla and assisted by a zero-cost score
+(GradSign paper §5.3, Table 5; here on a table of trained networks), and the summary of
+many runs.
 
 The benchmark is a table of K architectures with their accuracy; *evaluating* an
-architecture means reading its accuracy and costs one unit of the budget. GradSign
-scores are free (zero-cost). Every search returns the accuracies it evaluated, in order.
+architecture means reading its accuracy and costs one unit of the budget. Proxy scores
+are free (zero-cost). Every search returns the accuracies it evaluated, in order.
 
 * Random search (``random``): evaluate ``budget`` distinct architectures drawn uniformly.
 * Regularised evolution (``rea``, Real et al., AAAI 2019): evaluate ``population``
@@ -16,30 +17,38 @@ scores are free (zero-cost). Every search returns the accuracies it evaluated, i
 * Assisted (``candidates`` = N > 1): wherever the vanilla algorithm draws one
   architecture to evaluate (each random-search step, each initial REA member, each REA
   child), draw N candidates the same way and evaluate only the one with the highest
-  GradSign (ties: the first drawn). N = 1 is the vanilla algorithm.
+  score (ties: the first drawn). N = 1 is the vanilla algorithm.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 
 from empirical.spaces import nb201
+from empirical.stats import mean_ci, proportion_ci
+from proxies.checks import check_choice, check_int, check_number
 
-__all__ = ["op_matrix", "random_search", "regularized_evolution", "run_search"]
+__all__ = ["ALGORITHMS", "curve_table", "op_matrix", "random_search", "regularized_evolution", "run_search",
+           "summarise_runs", "top_threshold"]
 
 ALGORITHMS = ("random", "rea")
 
 
 def op_matrix(archs: list[str]) -> np.ndarray:
-    """(K, 6) integer op indices (into ``nb201.OPS``) of each arch's edges."""
+    """(K, 6) integer op indices (into ``nb201.OPS``) of each arch's edges.
+
+    >>> op_matrix(["|none~0|+|skip_connect~0|none~1|+|none~0|none~1|nor_conv_3x3~2|"]).tolist()
+    [[0, 1, 0, 0, 0, 3]]
+    """
     index = {op: i for i, op in enumerate(nb201.OPS)}
     return np.array([[index[op] for op, _ in nb201.parse(a)] for a in archs], dtype=np.int8)
 
 
 def _check(budget: int, candidates: int, k: int) -> None:
-    if budget < 1 or budget > k:
-        raise ValueError(f"budget must be in [1, {k}] (the table's size), got {budget}")
-    if candidates < 1:
-        raise ValueError(f"candidates must be a positive integer, got {candidates}")
+    check_int("budget", budget, minimum=1, maximum=k)
+    check_int("candidates", candidates, minimum=1)
 
 
 def random_search(accuracy: np.ndarray, score: np.ndarray, budget: int, candidates: int,
@@ -96,8 +105,8 @@ def run_search(algorithm: str, accuracy: np.ndarray, score: np.ndarray, ops: np.
                candidates: int, runs: int, seed: int, population: int = 10, sample: int = 5) -> np.ndarray:
     """(runs, budget) best-so-far accuracy of each run; run r draws from
     ``numpy.random.default_rng([seed, r])`` (the same streams for every method)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    check_int("runs", runs, minimum=1)
     curves = np.empty((runs, budget))
     for r in range(runs):
         rng = np.random.default_rng([seed, r])
@@ -108,3 +117,43 @@ def run_search(algorithm: str, accuracy: np.ndarray, score: np.ndarray, ops: np.
                                           population=population, sample=sample)
         curves[r] = np.maximum.accumulate(trace)
     return curves
+
+
+def top_threshold(accuracy: np.ndarray, fraction: float = 0.01) -> tuple[float, int]:
+    """(threshold, k): the k-th best accuracy, ``k = ceil(fraction · K)``; an architecture
+    is in the top ``fraction`` if it reaches the threshold (ties included).
+
+    >>> top_threshold(np.array([0.5, 0.9, 0.7, 0.9]), 0.5)
+    (0.9, 2)
+    """
+    check_number("fraction", fraction, minimum=0, maximum=1, strict=True)
+    k = math.ceil(fraction * len(accuracy))
+    return float(np.sort(accuracy)[::-1][k - 1]), k
+
+
+def summarise_runs(curves: dict[str, np.ndarray], threshold: float, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per method: mean, std and bootstrap CI of the mean of the best accuracy found, and
+    the fraction of runs reaching `threshold` with its Wilson CI (one row per method;
+    columns ``method, runs, mean, std, mean_low, mean_high, top1_fraction, top1_low, top1_high``)."""
+    records = []
+    for method, c in curves.items():
+        best = c[:, -1]
+        mean = mean_ci(best, n_boot=n_boot, seed=seed)
+        hits = proportion_ci(int((best >= threshold).sum()), len(best))
+        records.append({"method": method, "runs": len(best), "mean": best.mean(), "std": best.std(ddof=1),
+                        "mean_low": mean.low, "mean_high": mean.high, "top1_fraction": hits.value,
+                        "top1_low": hits.low, "top1_high": hits.high})
+    return pd.DataFrame.from_records(records)
+
+
+def curve_table(curves: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Mean best-so-far accuracy per method and number of evaluations, with a normal 95%
+    band ``mean ± 1.96 · std / sqrt(runs)`` (columns ``method, evaluations, mean, low, high``)."""
+    rows = []
+    for method, c in curves.items():
+        mean = c.mean(axis=0)
+        half = 1.96 * c.std(axis=0, ddof=1) / math.sqrt(len(c))
+        for step in range(c.shape[1]):
+            rows.append({"method": method, "evaluations": step + 1, "mean": mean[step],
+                         "low": mean[step] - half[step], "high": mean[step] + half[step]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,152 @@
+"""The benchmark type: a table of trained architectures, the size they were built at and
+the data they are scored on; one loader per source.
+
+Accuracy convention: every accuracy column (``test_acc``, ``train_acc``, ``valid_acc``)
+is a fraction in [0, 1], whatever the source stores.
+
+* ``nb201-digits``: the shipped mini-benchmark (`empirical.benchmarks.nb201_digits`),
+  ground truth ``test_acc`` (mean over its training seeds, per-seed columns
+  ``test_acc_s<seed>``), networks at its own size.
+* ``nb201-file``: the user's NAS-Bench-201 file (`file_benchmark`, read by
+  `empirical.benchmarks.nb201_api`; its percentages divided by 100).
+* ``toy``: a tiny *synthetic* table for tests and smoke runs: a seeded handful of
+  NAS-Bench-201 cells (`toy_benchmark`) with a made-up accuracy, scored at C=4, N=1.
+  Its numbers say nothing about any proxy; every report built on it says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from empirical.benchmarks import nb201_api, nb201_digits
+from empirical.spaces import nb201
+from empirical.stats import Estimate
+from proxies.checks import check_choice, check_int
+
+__all__ = ["BENCHMARKS", "Benchmark", "file_benchmark", "load_benchmark", "toy_benchmark"]
+
+BENCHMARKS = ("nb201-digits", "toy")
+ACCURACY_COLUMNS = ("test_acc", "train_acc", "valid_acc")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A tabular benchmark: one row per architecture with its ground truth.
+
+    ``table`` has at least the columns ``arch`` and ``test_acc`` (test accuracy as a
+    fraction); networks are built as ``nb201.build(arch, C, N)`` for data set ``data``.
+
+    >>> bench = toy_benchmark(5, seed=1)
+    >>> len(bench.archs), bench.synthetic, bool((bench.test_acc < 1).all())
+    (5, True, True)
+    """
+
+    name: str
+    table: pd.DataFrame
+    data: str
+    C: int
+    N: int
+    description: str
+    synthetic: bool = False
+    info: dict = field(default_factory=dict)
+    cifar_path: str | None = None
+
+    @property
+    def archs(self) -> list[str]:
+        return self.table["arch"].tolist()
+
+    @property
+    def test_acc(self) -> np.ndarray:
+        return self.column("test_acc")
+
+    def column(self, name: str) -> np.ndarray:
+        """Column ``name`` of the table as floats (ValueError naming the available ones)."""
+        if name not in self.table.columns:
+            raise ValueError(f"column {name!r} is not in benchmark {self.name}; available: {list(self.table.columns)}")
+        return self.table[name].to_numpy(dtype=float)
+
+    def reliability(self) -> Estimate | None:
+        """Spearman ρ between two training seeds' test accuracies, where the benchmark records it."""
+        rel = self.info.get("reliability")
+        if not rel:
+            return None
+        return Estimate(rel["spearman"], rel["spearman_ci"][0], rel["spearman_ci"][1], rel["n"])
+
+    def reliability_note(self) -> str:
+        """The ground truth's own reproducibility, in words."""
+        rho = self.reliability()
+        if rho is None:
+            return "not recorded"
+        seeds = self.info["reliability"]["seeds"]
+        return (f"Spearman ρ between the test accuracies of training seeds {seeds[0]} and {seeds[1]} "
+                f"= {rho.format()} over {rho.n} architectures (a ceiling on how well any proxy can rank one "
+                "seed's accuracies; the table averages both seeds)")
+
+    def subset(self, max_archs: int | None, seed: int) -> "Benchmark":
+        """The benchmark restricted to a seeded random subset of ``max_archs`` architectures
+        (in table order); itself when ``max_archs`` is None or not below the table's size."""
+        if max_archs is None or max_archs >= len(self.table):
+            return self
+        check_int("max_archs", max_archs, minimum=4)
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(len(self.table), size=max_archs, replace=False))
+        return replace(self, table=self.table.iloc[rows].reset_index(drop=True),
+                       description=self.description + f"; seeded subset of {max_archs} architectures (seed {seed})")
+
+
+def toy_benchmark(n_archs: int = 8, seed: int = 0) -> Benchmark:
+    """A seeded synthetic benchmark of `n_archs` NB201 cells (for tests and smoke runs).
+
+    test_acc = 0.2 + 0.1 · (number of convolution edges) + U(0, 0.05), a made-up ground
+    truth that rewards parametric cells, so that the pipeline has something to rank.
+    """
+    check_int("n_archs", n_archs, minimum=4)
+    rng = np.random.default_rng(seed)
+    pool = nb201.unique_archs()
+    archs = [pool[i] for i in sorted(rng.choice(len(pool), size=n_archs, replace=False))]
+    convs = np.array([nb201_digits.conv_edges(a) for a in archs])
+    test_acc = 0.2 + 0.1 * convs + rng.uniform(0, 0.05, size=n_archs)
+    table = pd.DataFrame({"arch": archs, "test_acc": test_acc})
+    return Benchmark("toy", table, data="digits", C=4, N=1, synthetic=True,
+                     description=f"toy: {n_archs} NB201 cells (seed {seed}) with a SYNTHETIC accuracy "
+                                 "0.2 + 0.1·conv_edges + U(0, 0.05); for testing the pipeline only")
+
+
+def load_benchmark(name: str, *, toy_archs: int = 8, seed: int = 0) -> Benchmark:
+    """The benchmark `name` (one of ``BENCHMARKS``)."""
+    check_choice("benchmark", name, BENCHMARKS)
+    if name == "toy":
+        return toy_benchmark(toy_archs, seed)
+    table = nb201_digits.load()
+    try:
+        meta = nb201_digits.metadata()
+    except ValueError:
+        meta = {}
+    seeds = meta.get("seeds", "?")
+    recipe = meta.get("recipe", nb201_digits.RECIPE.to_dict())
+    description = (f"nb201-digits: {len(table)} NB201 isomorphism classes at C={nb201_digits.C}, "
+                   f"N={nb201_digits.N} trained on digits ({recipe.get('epochs')} epochs, SGD, "
+                   f"batch {recipe.get('batch_size')}); ground truth = test accuracy, mean over "
+                   f"training seeds {seeds}")
+    return Benchmark("nb201-digits", table, data=nb201_digits.DATA, C=nb201_digits.C, N=nb201_digits.N,
+                     description=description, info=meta)
+
+
+def file_benchmark(path: str, *, dataset: str = "cifar10", hp: str = "200", allow_pickle: bool = False,
+                   C: int = 16, N: int = 5, cifar_path: str | None = None) -> Benchmark:
+    """The user's NAS-Bench-201 file (`empirical.benchmarks.nb201_api`): columns ``arch,
+    index, seeds, test_acc, valid_acc, train_acc`` (fractions), ``params, flops`` (millions,
+    as the file stores them) on `dataset` under schedule `hp`; networks scored on CIFAR-10
+    images from `cifar_path` if given, else on ``random-cifar`` (seeded Gaussian inputs of
+    CIFAR shape)."""
+    frame = nb201_api.accuracies(path, dataset=dataset, hp=hp, allow_pickle=allow_pickle)
+    table = frame.assign(**{c: frame[c] / 100.0 for c in ACCURACY_COLUMNS if c in frame}).reset_index(drop=True)
+    data = "cifar10" if cifar_path is not None else "random-cifar"
+    inputs = (f"CIFAR-10 images from {cifar_path}" if cifar_path is not None
+              else "random-cifar: seeded standard-normal 3×32×32 inputs with random labels (no CIFAR-10 given)")
+    epochs = {"200": "200-epoch", "12": "12-epoch"}[hp]
+    return Benchmark("nb201-file", table, data=data, C=C, N=N, cifar_path=cifar_path,
+                     description=f"the user's NAS-Bench-201 file {path}: {len(table)} architectures, ground truth "
+                                 f"= {epochs} test accuracy on {dataset}; proxies scored on {inputs}")
