@@ -108,3 +108,32 @@ def test_params_subset_tol_and_errors():
         sign_side_agreement(model, X, Y, opt, loss="mse", tol=-1.0)
     with pytest.raises(ValueError, match="rows"):
         sign_side_agreement(model, X[:4], Y[:4], opt, loss="mse")
+
+
+class _Quadratic(nn.Module):
+    """f_w(A) = A w for a 2 × 2 input A: with y = 0, l(w) = ½‖A w‖² = ½ wᵀ(AᵀA)w."""
+
+    def __init__(self, w0):
+        super().__init__()
+        self.w = nn.Parameter(w0.clone())
+
+    def forward(self, a):
+        return a @ self.w
+
+
+@pytest.mark.parametrize("solver, opts", [("gauss_newton", {}), ("gd", {"lr": 0.5, "tol": 1e-12, "max_iter": 5000})])
+def test_convexity_does_not_give_a3_the_two_dimensional_quadratic(solver, opts):
+    """docs/theory.md §4, A3: H = [[1, .9], [.9, 1]], θ* = 0, θ_0 = (1, −0.5). Every solver
+    reaches the unique minimiser θ* = 0, but ∇l(θ_0) = Hθ_0 = (0.55, 0.4): the second
+    coordinate's optimum lies uphill of θ_0, so exactly one of two coordinates agrees."""
+    H = torch.tensor([[1.0, 0.9], [0.9, 1.0]], dtype=torch.float64)
+    A = torch.linalg.cholesky(H).T  # AᵀA = H
+    theta0 = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    model = _Quadratic(theta0).double()
+    X, Y = A[None], torch.zeros(1, 2, dtype=torch.float64)
+    opt = sample_wise_optima(model, X, Y, loss="mse", solver=solver, **opts)
+    assert opt.converged.all()
+    torch.testing.assert_close(opt.theta[0], torch.zeros(2, dtype=torch.float64), rtol=0, atol=1e-9)
+    torch.testing.assert_close(H @ theta0, torch.tensor([0.55, 0.4], dtype=torch.float64))
+    res = sign_side_agreement(model, X, Y, opt, loss="mse")
+    assert (res["agree"], res["moved"], res["rate"]) == (1, 2, 0.5)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from theory.assumptions import kept_samples, segment_points, segments
+from theory.assumptions import segment_points, segments
 from theory.hessian import top_eigenvalue
 from theory.optima import SampleWiseOptima
 from theory.registry import get_assumption
@@ -174,7 +174,7 @@ def test_unconverged_samples_raise_or_are_excluded(caplog):
     bad = SampleWiseOptima(**{**opt.__dict__, "converged": torch.tensor([True, False, True, True])})
     with pytest.raises(ValueError, match="on_unconverged"):
         get_assumption("A1").estimate(model, X, Y, bad, "mse")
-    assert kept_samples(bad, "exclude").tolist() == [True, False, True, True]
+    assert bad.kept("exclude").tolist() == [True, False, True, True]
     assert "excluding 1 of 4" in caplog.text
     const = get_assumption("A1").estimate(model, X, Y, bad, "mse", on_unconverged="exclude")
     assert const["beta"].shape == (3,)

@@ -147,6 +147,12 @@ def test_theorem2_estimates_from_heldout_optima():
 
 def test_registry_names_and_errors():
     assert set(ALL) <= set(bound_names())
+    # Registration order (proxies.registry.Registry), built-ins first, as theory.bounds lists them.
+    assert bound_names()[:6] == [
+        "theorem1_per_sample", "theorem1_uniform", "theorem1_first_order", "theorem2",
+        "lipschitz_per_sample", "lipschitz_psi1",
+    ]
+    assert theory.assumption_names()[:4] == ["A1", "A2", "A3", "lipschitz"]
     assert get_bound("theorem1_uniform").assumptions == ("A1", "A2")
     with pytest.raises(ValueError, match="unknown bound"):
         get_bound("theorem9")
@@ -168,6 +174,8 @@ def test_a_user_defined_assumption_and_bound_are_picked_up_by_name():
 
     register_assumption(Assumption("curvature_le_c", sp.Le(sp.Symbol("beta"), sp.Symbol("c_curv")), estimate, check), replace=True)
     register_bound(Bound("theorem1_const_c", ("curvature_le_c",), Lbar + sp.Symbol("c_curv") / 4 * psi_2), replace=True)
+    assert bound_names().index("theorem1_const_c") > bound_names().index("lipschitz_psi1")  # appended
+    assert theory.get_bound("theorem1_const_c").assumptions == ("curvature_le_c",)
     model = nn.Linear(3, 1, bias=False).double()
     X = 0.5 * torch.randn(6, 3, dtype=torch.float64)
     Y = torch.randn(6, 1, dtype=torch.float64)

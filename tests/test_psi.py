@@ -78,7 +78,7 @@ def test_unflatten_round_trip():
 
 
 def test_psi_bad_arguments():
-    with pytest.raises(ValueError, match="norm must be 1 or 2"):
+    with pytest.raises(ValueError, match="norm must be one of 1, 2"):
         psi(torch.zeros(3, 2), norm=3)
     with pytest.raises(ValueError, match=r"shape \(n, m\)"):
         psi(torch.zeros(3))

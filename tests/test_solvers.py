@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import theory
+from empirical.validation import schema
 from theory.symbolic import linear_closed_form_optima, linear_closed_form_psi
 
 DT = torch.float64
@@ -222,7 +223,7 @@ def test_bad_arguments_raise_clear_errors():
         theory.sample_wise_optima(model, X, y, "ce", "newton")
     with pytest.raises(ValueError, match="no option"):
         theory.sample_wise_optima(model, X, y, "ce", "gd", step=0.1)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be a positive number"):
         theory.sample_wise_optima(model, X, y, "ce", "gd", lr=0.0)
     with pytest.raises(ValueError, match="float targets"):
         theory.sample_wise_optima(model, X, y, "mse", "gd")
@@ -261,3 +262,49 @@ def test_a_non_finite_sample_is_flagged_and_does_not_disturb_the_others(solver):
     assert opt.converged[keep].all()
     assert torch.equal(opt.iterations[keep], clean.iterations)
     torch.testing.assert_close(opt.theta[keep], clean.theta, rtol=0, atol=1e-12)
+
+
+def test_each_solver_is_a_small_object_with_its_option_table():
+    assert theory.SOLVERS.names() == ["gauss_newton", "gd", "proximal", "eps_stop"]
+    needs = {name: theory.SOLVERS.get(name).needs for name in theory.SOLVERS.names()}
+    assert needs == {"gauss_newton": "residual_jacobian", "gd": "gradient", "proximal": "dense_gradient",
+                     "eps_stop": "gradient"}
+    gn = theory.SOLVERS.get("gauss_newton")
+    assert gn.resolve_options({}, torch.float64) == {"eps": 1e-10, "max_iter": 50, "tol": 1e-10}
+    assert gn.resolve_options({}, torch.float32) == {"eps": 1e-10, "max_iter": 50, "tol": 1e-5}
+    assert theory.SOLVERS.get("proximal").resolve_options({"lam": 2}, DT) == {
+        "lam": 2.0, "lr": 0.1, "max_iter": 10000, "tol": 1e-8}
+    assert theory.SOLVERS.get("eps_stop").resolve_options({"max_iter": np.int64(7)}, DT)["max_iter"] == 7
+    for value, words in [(-1, "max_iter must be a non-negative integer"), (2.5, "max_iter must be")]:
+        with pytest.raises(ValueError, match=words):
+            gn.resolve_options({"max_iter": value}, DT)
+    with pytest.raises(ValueError, match="tol must be a non-negative number"):
+        gn.resolve_options({"tol": -1e-3}, DT)
+    with pytest.raises(ValueError, match="lam must be a positive number"):
+        theory.SOLVERS.get("proximal").resolve_options({"lam": 0}, DT)
+    with pytest.raises(ValueError, match=r"no option\(s\) \['lr'\]"):
+        gn.resolve_options({"lr": 0.1}, DT)
+    with pytest.raises(ValueError, match="needs must be one of"):
+        theory.Solver("bad", "", (), "hessian", gn.stop, gn.update)
+
+
+def test_the_validation_config_reads_the_solver_option_tables():
+    tables = theory.solver_options()
+    assert schema.SOLVERS == tuple(tables)
+    assert schema.SOLVER_OPTIONS == {name: tuple(o.name for o in table) for name, table in tables.items()}
+    fields = schema.SCHEMA.fields["theory"].fields["solver_options"].fields
+    assert list(fields) == ["eps", "max_iter", "tol", "lr", "lam"]
+    assert fields["max_iter"].type is int and fields["max_iter"].ge == 0
+    assert fields["lr"].gt == 0 and fields["lam"].gt == 0 and fields["tol"].ge == 0
+    assert all(field.default is None for field in fields.values())  # the defaults live in theory
+
+
+def test_an_unknown_solver_or_loss_names_the_argument():
+    model = nn.Linear(3, 2).to(DT)
+    X, Y = torch.randn(4, 3, dtype=DT), torch.randn(4, 2, dtype=DT)
+    with pytest.raises(ValueError, match="solver must be one of 'gauss_newton', 'gd', 'proximal', 'eps_stop'"):
+        theory.sample_wise_optima(model, X, Y, "mse", "lbfgs")
+    with pytest.raises(ValueError, match="loss must be"):
+        theory.sample_wise_optima(model, X, Y, "huber", "gd")
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        theory.sample_wise_optima(model, X, Y, "mse", "gd", chunk_size=0)

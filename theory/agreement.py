@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from proxies.checks import check_number
 from proxies.engine import per_sample_grads, select_param_names
-from theory.assumptions import kept_samples
 from theory.losses import resolve_loss
 from theory.optima import SampleWiseOptima
 
@@ -45,12 +45,19 @@ def sign_side_agreement(
     with ``rate = agree / moved`` (NaN when nothing moves), ``total`` = kept samples ×
     coordinates.
 
-    Example:
-        >>> sign_side_agreement(model, X, Y, opt, loss="mse")["rate"]   # doctest: +SKIP
-        0.97
+    Example (a linear model with squared loss: θ*_i − θ_0 = −r_i x_i/‖x_i‖² and
+    ∇l_i(θ_0) = r_i x_i point the same way, so A3 holds on every coordinate that moves):
+
+        >>> import theory
+        >>> model = nn.Linear(3, 1, bias=False).double()
+        >>> X = torch.tensor([[1.0, -2.0, 0.0], [0.5, 1.0, 3.0]], dtype=torch.float64)
+        >>> Y = torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
+        >>> opt = theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton")
+        >>> result = sign_side_agreement(model, X, Y, opt, loss="mse")
+        >>> result["rate"], result["moved"], result["total"]
+        (1.0, 5, 6)
     """
-    if tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
+    check_number("tol", tol, minimum=0)
     if inputs.shape[0] != optima.n or targets.shape[0] != optima.n:
         raise ValueError(
             f"inputs/targets have {inputs.shape[0]}/{targets.shape[0]} rows but optima has "
@@ -63,7 +70,7 @@ def sign_side_agreement(
             f"params {missing} are not covered by the optima (computed over {list(optima.param_names)}); "
             "pass params=None or a subset of optima.param_names"
         )
-    kept = kept_samples(optima, on_unconverged)
+    kept = optima.kept(on_unconverged)
     theta0 = optima.unflatten(optima.theta0)
     grads = per_sample_grads(
         model,

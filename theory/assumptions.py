@@ -6,19 +6,29 @@ constants are consistent with it. Assumptions hold no state; they are registered
 name in `theory.registry` so that bounds can ask for them.
 
 The geometry every estimator shares (docs/theory.md §3–§4): after dropping unconverged
-samples (``on_unconverged``), θ̄* = (1/n) Σ_i θ*_i and the segments [θ*_i, θ̄*]. Points
-on a segment are θ*_i + t (θ̄* − θ*_i) with t ∈ {0, 1} plus ``points_per_segment`` values
-drawn uniformly from (0, 1) by a generator seeded with ``seed``.
+samples (``on_unconverged``, `SampleWiseOptima.kept`), θ̄* = (1/n) Σ_i θ*_i and the
+segments [θ*_i, θ̄*]. Points on a segment are θ*_i + t (θ̄* − θ*_i) with t ∈ {0, 1} plus
+``points_per_segment`` values drawn uniformly from (0, 1) by a generator seeded with
+``seed`` (docs/theory.md §4, "Checking the assumptions").
 
-Example:
+Example (a linear model with squared loss: each l_i is a quadratic with Hessian x_i x_iᵀ,
+so β_hess,i = ‖x_i‖², and β_eff,i = (x_i·v)²/‖v‖² ≤ ‖x_i‖² with v = θ̄* − θ*_i):
+
+    >>> import theory
     >>> from theory.registry import get_assumption
-    >>> a1 = get_assumption("A1")                                   # doctest: +SKIP
-    >>> check = a1.check(a1.estimate(model, X, Y, opt, "mse"))      # doctest: +SKIP
-    >>> check.holds, check.constants["consistent_fraction"]         # doctest: +SKIP
+    >>> model = nn.Linear(3, 1, bias=False).double()
+    >>> X = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]], dtype=torch.float64)
+    >>> Y = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+    >>> opt = theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton")
+    >>> a1 = get_assumption("A1")
+    >>> constants = a1.estimate(model, X, Y, opt, "mse")
+    >>> [round(float(b), 6) for b in constants["beta"]]
+    [1.0, 4.0]
+    >>> bool((constants["beta_eff"] <= constants["beta"]).all()), a1.check(constants).holds
+    (True, True)
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,11 +36,11 @@ import sympy as sp
 import torch
 from torch import Tensor, nn
 
+from proxies.checks import check_int
+from theory.agreement import sign_side_agreement
 from theory.hessian import batched_grad, batched_hvp, batched_loss, flat_sample_loss, top_eigenvalue
 from theory.optima import SampleWiseOptima
 from theory.registry import register_assumption
-
-logger = logging.getLogger(__name__)
 
 Estimator = Callable[..., dict]
 
@@ -78,29 +88,6 @@ class Segments:
         return self.center[None, :] - self.theta
 
 
-def kept_samples(optima: SampleWiseOptima, on_unconverged: str = "raise") -> Tensor:
-    """Boolean mask of the samples consumers use: all, or only the converged ones.
-
-    ``on_unconverged="raise"`` refuses optima with unconverged samples; ``"exclude"`` drops
-    them with a logging warning giving the count (interfaces of docs/theory.md §2).
-    """
-    if on_unconverged not in ("raise", "exclude"):
-        raise ValueError(f'on_unconverged must be "raise" or "exclude", got {on_unconverged!r}')
-    converged = optima.converged.bool()
-    bad = int((~converged).sum())
-    if bad and on_unconverged == "raise":
-        raise ValueError(
-            f"optima: {bad} of {optima.n} samples did not converge; rerun the solver with more "
-            'iterations or pass on_unconverged="exclude" to drop them'
-        )
-    if bad:
-        logger.warning("excluding %d of %d unconverged samples", bad, optima.n)
-        if bad == optima.n:
-            raise ValueError("optima: no sample converged; nothing to measure")
-        return converged
-    return torch.ones_like(converged)
-
-
 def segments(
     optima: SampleWiseOptima,
     inputs: Tensor,
@@ -115,7 +102,7 @@ def segments(
             f"inputs/targets have {inputs.shape[0]}/{targets.shape[0]} rows but optima has "
             f"{optima.n} samples: pass the data the optima were computed on"
         )
-    kept = kept_samples(optima, on_unconverged)
+    kept = optima.kept(on_unconverged)
     theta = optima.theta[kept]
     if center is None:
         center = theta.mean(dim=0)
@@ -124,8 +111,7 @@ def segments(
 
 def segment_points(seg: Segments, points_per_segment: int, seed: int) -> tuple[Tensor, Tensor]:
     """`(points (n, P, m), t (P,))` with t = [0, 1, u_1..u_k], u ~ U(0,1) from `seed`."""
-    if points_per_segment < 0:
-        raise ValueError(f"points_per_segment must be >= 0, got {points_per_segment}")
+    check_int("points_per_segment", points_per_segment, minimum=0)
     gen = torch.Generator().manual_seed(seed)
     inner = torch.rand(points_per_segment, generator=gen, dtype=torch.float64)
     t = torch.cat([torch.tensor([0.0, 1.0], dtype=torch.float64), inner]).to(seg.theta.dtype)
@@ -292,8 +278,6 @@ def estimate_sign_side(
     output_selector=None,
 ) -> dict:
     """Measure A3 with `theory.agreement.sign_side_agreement` (same options)."""
-    from theory.agreement import sign_side_agreement  # agreement imports this module
-
     return sign_side_agreement(
         model, inputs, targets, optima, loss=loss, params=params, tol=tol,
         on_unconverged=on_unconverged, chunk_size=chunk_size, output_selector=output_selector,

@@ -128,6 +128,40 @@ class FactoredLinears:
         """The zero perturbations z (one sample's output shape per layer)."""
         return {name: torch.zeros(layer.out_shape, dtype=dtype) for name, layer in self.layers.items()}
 
+    def grad_sq_norms(self, delta: dict[str, Tensor], inputs: dict[str, Tensor]) -> list[Tensor]:
+        """Each layer's ``‖∂l/∂W‖² + ‖∂l/∂b‖²`` per sample (`grad_sq_norm`), in layer order."""
+        return [
+            grad_sq_norm(delta[name], inputs[name], layer.weight is not None, layer.bias is not None)
+            for name, layer in self.layers.items()
+        ]
+
+    def add_gram(self, G: Tensor, B: dict[str, Tensor], inputs: dict[str, Tensor]) -> Tensor:
+        """``G`` plus every layer's share of ``J Jᵀ`` (`gram`), added in layer order."""
+        for name, layer in self.layers.items():
+            G = G + gram(B[name], inputs[name], layer.weight is not None, layer.bias is not None)
+        return G
+
+    def dense_gradients(self, delta: dict[str, Tensor], inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{parameter name: ∂l/∂W (c, out, in) or ∂l/∂b (c, out)}``: the factored gradients
+        formed (weight, then bias, layer by layer)."""
+        grads = {}
+        for name, layer in self.layers.items():
+            if layer.weight is not None:
+                grads[layer.weight] = materialise(delta[name], inputs[name])
+            if layer.bias is not None:
+                grads[layer.bias] = delta[name].sum(1)
+        return grads
+
+    def descend(self, theta: dict[str, Tensor], delta: dict[str, Tensor], inputs: dict[str, Tensor],
+                lr: float) -> None:
+        """In place, ``W ← W − lr Σ_t δ_t ⊗ a_t`` and ``b ← b − lr Σ_t δ_t`` for every layer
+        (one batched ``baddbmm_`` per weight): a step along ``δ = ∂(·)/∂out``."""
+        for name, layer in self.layers.items():
+            if layer.weight is not None:
+                theta[layer.weight].baddbmm_(delta[name].mT, inputs[name], alpha=-lr)
+            if layer.bias is not None:
+                theta[layer.bias].add_(delta[name].sum(1), alpha=-lr)
+
 
 def find_factored_linears(
     model: nn.Module, moving: dict[str, Tensor], run_forward: Callable[[], Tensor]

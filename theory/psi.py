@@ -8,14 +8,11 @@
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor
 
+from proxies.checks import check_choice
 from theory.optima import SampleWiseOptima
-
-log = logging.getLogger(__name__)
 
 # Columns handled at once: bounds the temporary (n, block) copies.
 _PSI1_BLOCK_VALUES = 2**24
@@ -34,30 +31,20 @@ def psi(
         optima: a `SampleWiseOptima`, or a raw (n, m) tensor of θ*_i (taken as converged).
         norm: 2 (Ψ_2, squared Euclidean; default) or 1 (Ψ_1, coordinate-wise).
         on_unconverged: "raise" (default) refuses optima with unconverged samples;
-            "exclude" drops them with a logged warning giving the count.
+            "exclude" drops them with a logged warning giving the count
+            (`SampleWiseOptima.kept`).
 
     Example:
-        >>> psi(torch.tensor([[0.0], [2.0]]))   # (1/4)(0 + 4 + 4 + 0)
+        >>> theta = torch.tensor([[0.0, 0.0], [2.0, 2.0]])
+        >>> psi(theta)            # (1/4)(0 + 8 + 8 + 0)
+        4.0
+        >>> psi(theta, norm=1)    # (1/4)(0 + 4 + 4 + 0)
         2.0
-        >>> psi(torch.tensor([[0.0], [2.0]]), norm=1)
-        1.0
     """
-    if norm not in (1, 2):
-        raise ValueError(f"norm must be 1 or 2, got {norm!r}")
-    if on_unconverged not in ("raise", "exclude"):
-        raise ValueError(f'on_unconverged must be "raise" or "exclude", got {on_unconverged!r}')
+    check_choice("norm", norm, (1, 2))
+    check_choice("on_unconverged", on_unconverged, ("raise", "exclude"))
     if isinstance(optima, SampleWiseOptima):
-        theta = optima.theta
-        bad = ~optima.converged
-        if bad.any():
-            count = int(bad.sum())
-            if on_unconverged == "raise":
-                raise ValueError(
-                    f"{count} of {optima.n} samples did not converge ({optima.solver}, options "
-                    f"{optima.options}); raise max_iter, or pass on_unconverged=\"exclude\" to drop them"
-                )
-            log.warning("psi: excluding %d of %d unconverged samples", count, optima.n)
-            theta = theta[~bad]
+        theta = optima.theta[optima.kept(on_unconverged)]
     elif isinstance(optima, Tensor):
         theta = optima
         if theta.ndim != 2:

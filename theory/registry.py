@@ -1,80 +1,68 @@
 """Name -> object registries for assumptions and bounds (docs/theory.md §6).
 
 An experiment asks for bounds by name; a bound names the assumptions it needs, and those
-are looked up here too. The built-in ones (A1, A2, A3, lipschitz; theorem1_per_sample,
-theorem1_uniform, theorem1_first_order, theorem2, lipschitz_per_sample, lipschitz_psi1) are registered when
-`theory.assumptions` and `theory.bounds` are imported, which the getters ensure.
+are looked up here too. Both tables are `proxies.registry.Registry` objects: names in
+registration order, a taken name refused unless ``replace=True``, an unknown name
+answered with the known ones. This module imports nothing of `theory`: the built-in
+assumptions (A1, A2, A3, lipschitz) and bounds (theorem1_per_sample, theorem1_uniform,
+theorem1_first_order, theorem2, lipschitz_per_sample, lipschitz_psi1) register
+themselves when `theory.assumptions` and `theory.bounds` are imported, which importing
+`theory` (or any of its modules) does.
 
 Example:
     >>> from theory.registry import bound_names, get_bound
-    >>> "theorem1_uniform" in bound_names()
-    True
+    >>> bound_names()[:3]
+    ['theorem1_per_sample', 'theorem1_uniform', 'theorem1_first_order']
     >>> get_bound("theorem1_uniform").assumptions
     ('A1', 'A2')
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from proxies.registry import Registry
 
-if TYPE_CHECKING:
-    from theory.assumptions import Assumption
-    from theory.bounds import Bound
-
-_ASSUMPTIONS: dict[str, Assumption] = {}
-_BOUNDS: dict[str, Bound] = {}
+ASSUMPTIONS: Registry = Registry("assumption")
+BOUNDS: Registry = Registry("bound")
 
 
-def _load_builtins() -> None:
-    # Imported here, not at module level: those modules register into this one.
-    import theory.assumptions  # noqa: F401
-    import theory.bounds  # noqa: F401
-
-
-def _register(table: dict, kind: str, obj, replace: bool):
-    if not isinstance(getattr(obj, "name", None), str) or not obj.name:
+def _name_of(kind: str, obj) -> str:
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
         raise ValueError(f"a {kind} needs a non-empty string `name`, got {obj!r}")
-    if obj.name in table and not replace and table[obj.name] is not obj:
-        raise ValueError(f"{kind} {obj.name!r} is already registered; pass replace=True to override it")
-    table[obj.name] = obj
-    return obj
+    return name
 
 
-def register_assumption(assumption: Assumption, *, replace: bool = False) -> Assumption:
+def register_assumption(assumption, *, replace: bool = False):
     """Register an `Assumption` under its name (returns it, so it can wrap a definition)."""
-    return _register(_ASSUMPTIONS, "assumption", assumption, replace)
+    return ASSUMPTIONS.add(_name_of("assumption", assumption), assumption, replace=replace)
 
 
-def register_bound(bound: Bound, *, replace: bool = False) -> Bound:
+def register_bound(bound, *, replace: bool = False):
     """Register a `Bound` under its name; every assumption it names must be registered."""
-    _load_builtins()
-    unknown = [a for a in (*bound.assumptions, *bound.uses) if a not in _ASSUMPTIONS]
+    name = _name_of("bound", bound)
+    unknown = [a for a in (*bound.assumptions, *bound.uses) if a not in ASSUMPTIONS]
     if unknown:
         raise ValueError(
-            f"bound {bound.name!r} needs assumptions {unknown} that are not registered; "
+            f"bound {name!r} needs assumptions {unknown} that are not registered; "
             "register them first with register_assumption"
         )
-    return _register(_BOUNDS, "bound", bound, replace)
+    return BOUNDS.add(name, bound, replace=replace)
 
 
-def get_assumption(name: str) -> Assumption:
-    _load_builtins()
-    if name not in _ASSUMPTIONS:
-        raise ValueError(f"unknown assumption {name!r}; known: {sorted(_ASSUMPTIONS)}")
-    return _ASSUMPTIONS[name]
+def get_assumption(name: str):
+    """The registered `Assumption` called ``name``."""
+    return ASSUMPTIONS.get(name)
 
 
-def get_bound(name: str) -> Bound:
-    _load_builtins()
-    if name not in _BOUNDS:
-        raise ValueError(f"unknown bound {name!r}; known: {sorted(_BOUNDS)}")
-    return _BOUNDS[name]
+def get_bound(name: str):
+    """The registered `Bound` called ``name``."""
+    return BOUNDS.get(name)
 
 
 def assumption_names() -> list[str]:
-    _load_builtins()
-    return sorted(_ASSUMPTIONS)
+    """Registered assumption names, in registration order."""
+    return ASSUMPTIONS.names()
 
 
 def bound_names() -> list[str]:
-    _load_builtins()
-    return sorted(_BOUNDS)
+    """Registered bound names, in registration order."""
+    return BOUNDS.names()

@@ -14,26 +14,32 @@ Gram matrices, norms and updates come from ∂/∂(layer output) and the layer i
 exact and removes most of the memory traffic on an MLP; ``factored_linear=False``
 differentiates every parameter directly.
 
-Solvers (the table of §2):
+Each solver is a small object of ``theory.solver_rules`` (its option table, the pass it
+needs, its stopping rule and its update), registered in ``theory.SOLVERS``; the runner
+here composes them: per iteration it evaluates the pass (``theory.passes``), applies the
+stopping rule, records the samples that stopped, and steps the others. The solvers (the
+table of §2; defaults in brackets, from ``theory.solver_options()``):
 
 - ``gauss_newton`` (loss="mse" only): ``θ ← θ + Δ``, ``Δ = −J_iᵀ(J_iJ_iᵀ + εI)⁻¹ r_i`` with
   ``r_i = f_θ(x_i) − y_i`` and ``J_i = ∂r_i/∂θ``; the min-norm step towards the zero-loss
-  manifold. Options ``eps`` (1e-10), ``max_iter`` (50), ``tol`` (stop when
-  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; 1e-10 in float64, 1e-5 otherwise). When every moving
+  manifold. Options ``eps`` [1e-10], ``max_iter`` [50], ``tol`` (stop when
+  ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; [1e-10] in float64, [1e-5] otherwise). When every moving
   parameter is factored, one Jacobian pass per iteration serves both the check and the
   step; otherwise the check takes a gradient pass and the Jacobian is formed only for the
   samples still running.
-- ``gd``: ``θ ← θ − lr ∇l_i(θ)`` from θ_0 until ``‖∇l_i‖ ≤ tol``. Options ``lr`` (0.01),
-  ``max_iter`` (10000), ``tol`` (1e-8 in float64, 1e-5 otherwise).
+- ``gd``: ``θ ← θ − lr ∇l_i(θ)`` from θ_0 until ``‖∇l_i‖ ≤ tol``. Options ``lr`` [0.01],
+  ``max_iter`` [10000], ``tol`` ([1e-8] in float64, [1e-5] otherwise).
 - ``proximal``: ``argmin_θ l_i(θ) + (λ/2)‖θ − θ_0‖²`` by gradient descent on that objective
-  until its gradient norm is ≤ tol. Options ``lam`` (λ, 1.0), ``lr`` (0.1), ``max_iter``
-  (10000), ``tol`` (as ``gd``). Works with any loss, cross-entropy included.
+  until its gradient norm is ≤ tol (``extra["prox_grad_norm"]``). Options ``lam`` (λ,
+  [1.0]), ``lr`` [0.1], ``max_iter`` [10000], ``tol`` (as ``gd``). Works with any loss,
+  cross-entropy included.
 - ``eps_stop``: the first point of the ``gd`` path with ``l_i ≤ eps``; ``converged`` means ε
-  was reached. Options ``eps`` (0.01), ``lr`` (0.01), ``max_iter`` (10000).
+  was reached. Options ``eps`` [0.01], ``lr`` [0.01], ``max_iter`` [10000].
 
-The gradient solvers converge only for ``lr`` below ``2/β_i`` (β_i the smoothness of the
-objective near the path); every solver stops a sample whose loss becomes non-finite (``extra["diverged"]``, not
-converged).
+``lr`` and ``lam`` must be positive, ``eps`` and ``tol`` non-negative, ``max_iter`` a
+non-negative integer. The gradient solvers converge only for ``lr`` below ``2/β_i`` (β_i
+the smoothness of the objective near the path); every solver stops a sample whose loss
+becomes non-finite (``extra["diverged"]``, not converged).
 
 **BatchNorm and buffers.** Each sample's forward pass is run alone (a batch of one), with
 the model's current train/eval mode: in training mode BatchNorm normalises with that
@@ -62,9 +68,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jacrev, vmap
+from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
+from proxies.checks import check_choice, check_int
 from proxies.engine import (
     functional_view,
     per_sample_buffers,
@@ -72,52 +79,15 @@ from proxies.engine import (
     select_param_names,
     validate_batch,
 )
-from theory.factored_linear import (
-    FactoredLinears,
-    find_factored_linears,
-    gram,
-    grad_sq_norm,
-    materialise,
-    positions,
-)
-from theory.losses import ResolvedLoss, check_targets, resolve_loss, residual
+from theory.factored_linear import FactoredLinears, find_factored_linears
+from theory.losses import check_targets, resolve_loss
 from theory.optima import SampleWiseOptima
+from theory.passes import SamplePasses
+from theory.solver_rules import SOLVERS, Solver
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SOLVER_BUDGET_BYTES = 160 * 2**20
-
-SOLVERS = ("gauss_newton", "gd", "proximal", "eps_stop")
-
-
-def _default_tol(dtype: torch.dtype, float64_tol: float) -> float:
-    return float64_tol if dtype == torch.float64 else 1e-5
-
-
-def _resolve_options(solver: str, opts: dict, dtype: torch.dtype) -> dict:
-    defaults = {
-        "gauss_newton": {"eps": 1e-10, "max_iter": 50, "tol": _default_tol(dtype, 1e-10)},
-        "gd": {"lr": 0.01, "max_iter": 10000, "tol": _default_tol(dtype, 1e-8)},
-        "proximal": {"lam": 1.0, "lr": 0.1, "max_iter": 10000, "tol": _default_tol(dtype, 1e-8)},
-        "eps_stop": {"eps": 0.01, "lr": 0.01, "max_iter": 10000},
-    }[solver]
-    unknown = sorted(set(opts) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"solver={solver!r} has no option(s) {unknown}; valid options: {sorted(defaults)}"
-        )
-    resolved = {**defaults, **opts}
-    for key, value in resolved.items():
-        if key == "max_iter":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"max_iter must be a non-negative int, got {value!r}")
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValueError(f"{key} must be a finite number, got {value!r}")
-        if value < 0 or (value == 0 and key in ("lr", "lam")):
-            raise ValueError(f"{key} must be {'positive' if key in ('lr', 'lam') else 'non-negative'}, got {value!r}")
-        resolved[key] = float(value)
-    return resolved
 
 
 def sample_wise_optima(
@@ -132,7 +102,7 @@ def sample_wise_optima(
     factored_linear: bool = True,
     **solver_options,
 ) -> SampleWiseOptima:
-    """Per-sample optima θ*_i of l_i reached from the model's parameters θ_0 (theory.md §2).
+    """Per-sample optima θ*_i of l_i reached from the model's parameters θ_0 (docs/theory.md §2).
 
     Args:
         model: the network at θ_0; never mutated (its parameters and buffers are read only).
@@ -140,8 +110,9 @@ def sample_wise_optima(
         targets: (n, ...) targets (float of the output's shape for "mse", class indices
             for "ce").
         loss: "mse" (``½‖f(x_i) − y_i‖²``), "ce", or ``loss(output (1,...), target (1,...))``.
-        solver: "gauss_newton" | "gd" | "proximal" | "eps_stop" (see the module docstring
-            for the update rules, options and defaults).
+        solver: a name of `theory.SOLVERS` ("gauss_newton" | "gd" | "proximal" |
+            "eps_stop"; see the module docstring for the update rules, options and
+            defaults).
         params: which parameters move ("all", "weights" or a list of names); the others
             stay at their θ_0 values.
         chunk_size: samples per batched computation (default from a memory budget).
@@ -162,12 +133,11 @@ def sample_wise_optima(
         >>> bool(opt.converged.all()), tuple(opt.theta.shape)
         (True, (5, 3))
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    rule = SOLVERS.get(check_choice("solver", solver, SOLVERS.names()))
     resolved_loss = resolve_loss(loss)
-    if solver == "gauss_newton" and not resolved_loss.is_squared:
+    if rule.residual_loss and not resolved_loss.is_squared:
         raise ValueError(
-            f'solver="gauss_newton" needs the residual form of loss="mse" '
+            f'solver="{solver}" needs the residual form of loss="mse" '
             f"(got loss={resolved_loss.name!r}); use solver=\"gd\", \"proximal\" or \"eps_stop\""
         )
     validate_batch(inputs, targets)
@@ -185,7 +155,7 @@ def sample_wise_optima(
         )
     if resolved_loss.name == "mse" and targets.is_floating_point() and targets.dtype != dtype:
         raise ValueError(f"targets are {targets.dtype} but the model's parameters are {dtype}")
-    options = _resolve_options(solver, dict(solver_options), dtype)
+    options = rule.resolve_options(solver_options, dtype)
 
     def forward(theta: dict[str, Tensor], bufs: dict[str, Tensor], x: Tensor) -> Tensor:
         out = functional_call(model, ({**fixed, **theta}, bufs), (x.unsqueeze(0),))
@@ -208,16 +178,16 @@ def sample_wise_optima(
     targets = check_targets(resolved_loss, probe, targets)
 
     n, m = inputs.shape[0], theta0.numel()
-    k = probe.numel() if solver == "gauss_newton" else 0
+    k = probe.numel() if rule.needs == "residual_jacobian" else 0
     if chunk_size is None:
         m_generic = sum(p.numel() for name, p in diff.items() if name not in layers.names)
         m_outputs = sum(math.prod(layer.out_shape) for layer in layers.layers.values())
         per_sample = dtype.itemsize * (4 * m + k * m_generic + (k + 2) * m_outputs + 64 * inputs[0].numel())
         chunk_size = max(1, min(n, DEFAULT_SOLVER_BUDGET_BYTES // per_sample))
-    elif not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    else:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
-    problem = _Problem(solver, forward, resolved_loss, layers, names, dtype)
+    passes = SamplePasses(forward, resolved_loss, layers, names, dtype)
     theta = torch.empty(n, m, dtype=dtype)
     results = []
     with layers.hooked():
@@ -225,7 +195,8 @@ def sample_wise_optima(
             stop = min(n, start + chunk_size)
             log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
             results.append(
-                _run_chunk(problem, diff, buffers, inputs[start:stop], targets[start:stop], options, theta[start:stop])
+                _run_chunk(rule, passes, diff, buffers, inputs[start:stop], targets[start:stop], options,
+                           theta[start:stop])
             )
     fields = {key: torch.cat([r[key] for r in results]) for key in results[0]}
     extra = {key: fields.pop(key) for key in list(fields) if key not in _CORE_FIELDS}
@@ -253,163 +224,20 @@ def sample_wise_optima(
 _CORE_FIELDS = ("loss", "grad_norm", "iterations", "converged")
 
 
-class _Problem:
-    """The batched per-iteration computations of one solver.
-
-    Parameters are dicts ``name -> (c, *shape)`` (no flat vector inside the loop). The
-    moving parameters of factored Linear layers (see ``theory.factored_linear``) are
-    passed to the model as plain per-sample inputs; their derivatives come from a zero
-    perturbation ``z`` of the layer output and the layer input ``a``. Every other moving
-    parameter ("generic") is differentiated directly.
-
-    ``evaluate`` returns ``{"loss", "grad_norm", ...}`` plus what ``step`` needs, every
-    tensor with the samples as leading dimension (so the runner can drop samples):
-    for the gradient solvers ``generic`` (gradients), ``delta`` (∂l/∂out, (c, T, out))
-    and ``inputs`` (a, (c, T, in)); for Gauss–Newton ``generic`` (Jacobians
-    (c, k, *shape)), ``B`` (∂r/∂out, (c, k, T, out)), ``inputs`` and ``r`` (c, k), from
-    ``jacobian_pass`` (see ``separate_jacobian_pass`` for when it runs).
-    """
-
-    def __init__(self, solver, forward, resolved_loss, layers: FactoredLinears, names, dtype):
-        self.solver = solver
-        self.layers = layers
-        self.generic_names = [name for name in names if name not in layers.names]
-        self.factored_names = [name for name in names if name in layers.names]
-        self.z = layers.zeros(dtype)
-
-        def outputs(generic, z, frozen, bufs, x):
-            with layers.tapping(z) as taps:
-                out = forward({**generic, **frozen}, bufs, x)
-                a = dict(taps)
-            return out, a
-
-        def sample_loss(generic, z, frozen, bufs, x, y):
-            out, a = outputs(generic, z, frozen, bufs, x)
-            value = resolved_loss.fn(out, y.unsqueeze(0))
-            return value, (value, a)
-
-        def sample_residual(generic, z, frozen, bufs, x, y):
-            out, a = outputs(generic, z, frozen, bufs, x)
-            r = residual(out, y.unsqueeze(0))
-            return r, (r, a)
-
-        in_dims = (0, None, 0, 0, 0, 0)
-        self._gradients = vmap(grad(sample_loss, argnums=(0, 1), has_aux=True), in_dims=in_dims)
-        self._jacobians = vmap(jacrev(sample_residual, argnums=(0, 1), has_aux=True), in_dims=in_dims)
-        # Gauss–Newton: with every moving parameter factored the Jacobian pass is cheap, and
-        # one pass per iteration serves the convergence check and the step. Otherwise the
-        # check takes a gradient pass and the (k times dearer) Jacobian is formed only for
-        # the samples still in the working set (`jacobian_pass`).
-        self.separate_jacobian_pass = solver == "gauss_newton" and bool(self.generic_names)
-
-    def _split(self, theta):
-        return ({n: theta[n] for n in self.generic_names}, {n: theta[n] for n in self.factored_names})
-
-    def _factors(self, per_layer: dict[str, Tensor], inputs: dict[str, Tensor], batch_dims: int):
-        """Flatten the positions of each layer's derivative and input."""
-        return (
-            {name: positions(t, batch_dims) for name, t in per_layer.items()},
-            {name: positions(t, 1) for name, t in inputs.items()},
-        )
-
-    def _grad_sq_norm(self, generic: dict[str, Tensor], delta: dict[str, Tensor], inputs: dict[str, Tensor]):
-        parts = [torch.linalg.vector_norm(g.flatten(1), dim=1).square() for g in generic.values()]
-        for name, layer in self.layers.layers.items():
-            parts.append(grad_sq_norm(delta[name], inputs[name], layer.weight is not None, layer.bias is not None))
-        return torch.stack(parts).sum(0)
-
-    def jacobian_pass(self, theta, bufs, x, y) -> dict:
-        """Gauss–Newton's Jacobian pass: ``generic``, ``B``, ``inputs``, ``r``."""
-        generic, frozen = self._split(theta)
-        (d_generic, d_z), (r, a) = self._jacobians(generic, self.z, frozen, bufs, x, y)
-        B, inputs = self._factors(d_z, a, 2)
-        return {"generic": d_generic, "B": B, "inputs": inputs, "r": r}
-
-    def evaluate(self, theta, bufs, x, y) -> dict:
-        if self.solver == "gauss_newton" and not self.separate_jacobian_pass:
-            # Every moving parameter is factored here: the gradient J_iᵀr_i is Σ_t δ_t ⊗ a_t
-            # with δ = Σ_k r_k B_k.
-            ev = self.jacobian_pass(theta, bufs, x, y)
-            r = ev["r"]
-            delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in ev["B"].items()}
-            ev["grad_norm"] = self._grad_sq_norm({}, delta, ev["inputs"]).sqrt()
-            ev["loss"] = 0.5 * r.square().sum(1)
-            return ev
-        generic, frozen = self._split(theta)
-        (d_generic, d_z), (value, a) = self._gradients(generic, self.z, frozen, bufs, x, y)
-        delta, inputs = self._factors(d_z, a, 1)
-        ev = {"loss": value, "grad_norm": self._grad_sq_norm(d_generic, delta, inputs).sqrt()}
-        if self.solver == "gauss_newton":
-            return ev  # the Jacobian pass follows for the samples still running
-        if self.solver == "proximal":
-            # The proximal direction mixes in θ − θ_0: materialise the factored gradients.
-            grads = dict(d_generic)
-            for name, layer in self.layers.layers.items():
-                if layer.weight is not None:
-                    grads[layer.weight] = materialise(delta[name], inputs[name])
-                if layer.bias is not None:
-                    grads[layer.bias] = delta[name].sum(1)
-            ev["grads"] = grads
-            return ev
-        ev.update(generic=d_generic, delta=delta, inputs=inputs)
-        return ev
-
-    def stop(self, theta: dict, ev: dict, theta0: dict, opts: dict):
-        """At the evaluated θ: (stopping criterion met, proximal residual norm or None).
-
-        For ``proximal`` the step direction ``∇l_i + λ(θ − θ_0)`` is stored in ``ev``.
-        """
-        if self.solver == "eps_stop":
-            return ev["loss"] <= opts["eps"], None
-        if self.solver == "proximal":
-            ev["direction"] = {k: g + opts["lam"] * (theta[k] - theta0[k]) for k, g in ev.pop("grads").items()}
-            prox = _norm(ev["direction"])
-            return prox <= opts["tol"], prox
-        return ev["grad_norm"] <= opts["tol"], None
-
-    def step(self, theta: dict, ev: dict, opts: dict, live: Tensor) -> dict:
-        """One update of every sample in ``theta`` (in place). Samples that have stopped
-        (``~live``, already recorded) may be updated too; Gauss–Newton leaves them be (so
-        a non-finite stopped sample never reaches the linear solve)."""
-        if self.solver == "proximal":
-            for k, d in ev["direction"].items():
-                theta[k].add_(d, alpha=-opts["lr"])
-            return theta
-        if self.solver == "gauss_newton":
-            J = {n: j.flatten(2) for n, j in ev["generic"].items()}
-            r = ev["r"]
-            G = torch.zeros(r.shape[0], r.shape[1], r.shape[1], dtype=r.dtype)
-            for j in J.values():
-                G = G + j @ j.mT
-            for name, layer in self.layers.layers.items():
-                G = G + gram(ev["B"][name], ev["inputs"][name], layer.weight is not None, layer.bias is not None)
-            eye = torch.eye(r.shape[1], dtype=r.dtype)
-            G = torch.where(live[:, None, None], G + opts["eps"] * eye, eye)
-            u = torch.linalg.solve(G, torch.where(live[:, None], r, 0.0))  # Δ = −Jᵀ(JJᵀ + εI)⁻¹ r = −Jᵀu
-            for n, j in J.items():
-                theta[n].sub_((u.unsqueeze(1) @ j).view_as(theta[n]))
-            delta = {n: torch.einsum("ck,ckto->cto", u, b) for n, b in ev["B"].items()}
-            lr = 1.0
-        else:
-            lr = opts["lr"]
-            for n, g in ev["generic"].items():
-                theta[n].add_(g, alpha=-lr)
-            delta = ev["delta"]
-        for name, layer in self.layers.layers.items():
-            if layer.weight is not None:
-                theta[layer.weight].baddbmm_(delta[name].mT, ev["inputs"][name], alpha=-lr)
-            if layer.bias is not None:
-                theta[layer.bias].add_(delta[name].sum(1), alpha=-lr)
-        return theta
-
-
-def _norm(tensors: dict[str, Tensor]) -> Tensor:
-    """Per-sample Euclidean norm over all parameters: (c,)."""
-    return sum(torch.linalg.vector_norm(t.flatten(1), dim=1).square() for t in tensors.values()).sqrt()
+def _evaluate(rule: Solver, passes: SamplePasses, theta: dict, bufs: dict, x: Tensor, y: Tensor) -> dict:
+    """The pass the solver's stopping rule reads. Gauss–Newton: with every moving parameter
+    factored the Jacobian pass is cheap and one pass per iteration serves the check and
+    the step; otherwise the check takes a gradient pass and the (k times dearer) Jacobian
+    is formed afterwards, only for the samples still running (`_run_chunk`)."""
+    if rule.needs == "residual_jacobian":
+        if passes.all_factored:
+            return passes.residual_jacobian(theta, bufs, x, y, with_gradient=True)
+        return passes.gradient(theta, bufs, x, y, keep=None)
+    return passes.gradient(theta, bufs, x, y, keep="dense" if rule.needs == "dense_gradient" else "factors")
 
 
 def _run_chunk(
-    problem: _Problem, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict, theta: Tensor
+    rule: Solver, passes: SamplePasses, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict, theta: Tensor
 ) -> dict:
     """Solve the chunk's samples; θ*_i are written into ``theta`` (c, m), the rest returned."""
     c = x.shape[0]
@@ -420,10 +248,11 @@ def _run_chunk(
         start += p.numel()
     loss = torch.full((c,), float("nan"), dtype=dtype)
     grad_norm = torch.full_like(loss, float("nan"))
-    prox_norm = torch.full_like(loss, float("nan"))
+    recorded = {key: torch.full_like(loss, float("nan")) for key in rule.records}
     iterations = torch.zeros(c, dtype=torch.long)
     converged = torch.zeros(c, dtype=torch.bool)
     diverged = torch.zeros(c, dtype=torch.bool)
+    separate_jacobian_pass = rule.needs == "residual_jacobian" and not passes.all_factored
     # Working set: rows `idx` of the chunk; `live` marks those still running (all have
     # taken `it` steps). Stopped rows are recorded at once and dropped from the working
     # set in batches.
@@ -435,8 +264,9 @@ def _run_chunk(
         # stats into these, and they are discarded.
         bufs = per_sample_buffers(buffers, len(idx))
         with torch.no_grad():
-            ev = problem.evaluate(th, bufs, xs, ys)
-            done, prox = problem.stop(th, ev, theta0, opts)
+            ev = _evaluate(rule, passes, th, bufs, xs, ys)
+            done, carried = rule.stop(ev, th, theta0, opts)
+            ev.update(carried)
             bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad_norm"])
             stop = (done | bad if it < opts["max_iter"] else torch.ones_like(done)) & live
             if stop.any():
@@ -445,8 +275,8 @@ def _run_chunk(
                     theta[rows, a:b] = p[stop].flatten(1)
                 loss[rows] = ev["loss"][stop]
                 grad_norm[rows] = ev["grad_norm"][stop]
-                if prox is not None:
-                    prox_norm[rows] = prox[stop]
+                for key, values in recorded.items():
+                    values[rows] = ev[key][stop]
                 iterations[rows] = it
                 converged[rows] = (done & ~bad)[stop]
                 diverged[rows] = bad[stop]
@@ -460,13 +290,11 @@ def _run_chunk(
                     idx, xs, ys, live = idx[keep], xs[keep], ys[keep], live[keep]
                     th = {k: p[keep] for k, p in th.items()}
                     ev = tree_map(lambda t: t[keep], ev)
-            if problem.separate_jacobian_pass:
-                ev.update(problem.jacobian_pass(th, per_sample_buffers(buffers, len(idx)), xs, ys))
-            th = problem.step(th, ev, opts, live)
-    out = {
+            if separate_jacobian_pass:
+                ev.update(passes.residual_jacobian(th, per_sample_buffers(buffers, len(idx)), xs, ys))
+            rule.update(th, ev, opts, live, passes.layers)
+    return {
         "loss": loss, "grad_norm": grad_norm,
         "iterations": iterations, "converged": converged, "diverged": diverged,
+        **recorded,
     }
-    if problem.solver == "proximal":
-        out["prox_grad_norm"] = prox_norm
-    return out

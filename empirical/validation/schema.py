@@ -18,7 +18,8 @@ train split with ``sample_seed`` [0] (the same S for every network of a data set
 
 ``[theory]``: ``loss`` ["mse"] (mse: l_i = ½‖f(x_i) − y_i‖² with one-hot targets for
 classification; ce: cross-entropy), ``solver`` ["gauss_newton"] and
-``[theory.solver_options]`` (eps, max_iter, tol, lr, lam: only those the solver has),
+``[theory.solver_options]`` (eps, max_iter, tol, lr, lam: only those the solver has; names,
+types and bounds from `theory.solver_options()`, defaults there),
 ``max_unconverged_fraction`` [0.0]: a network whose solver leaves more samples
 unconverged fails; ``bounds`` (registry names, `theory.bound_names`), ``proxies``
 (registry names, `proxies.names`), ``points_per_segment`` [1], ``power_max_iter`` [200],
@@ -38,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import theory
 from empirical import data as datasets
 from empirical.config import Field, Rule, Schema, load_toml, requires, run_section, seeds_field, validate
 from empirical.plan import Job, expand
@@ -46,14 +48,23 @@ from empirical.spaces.mlp import ACTIVATIONS
 __all__ = ["KIND", "SCHEMA", "SOLVER_OPTIONS", "jobs", "load"]
 
 KIND = "validation"
-SOLVERS = ("gauss_newton", "gd", "proximal", "eps_stop")
-# The options each solver of theory.sample_wise_optima takes (its module docstring).
-SOLVER_OPTIONS = {
-    "gauss_newton": ("eps", "max_iter", "tol"),
-    "gd": ("lr", "max_iter", "tol"),
-    "proximal": ("lam", "lr", "max_iter", "tol"),
-    "eps_stop": ("eps", "lr", "max_iter"),
-}
+# Read from the solvers' own option tables (theory.solver_options), never copied.
+SOLVERS = tuple(theory.SOLVERS.names())
+SOLVER_OPTIONS = {name: tuple(o.name for o in table) for name, table in theory.solver_options().items()}
+
+
+def _solver_option_fields() -> dict[str, Field]:
+    """One optional field per option name of any solver: its type and lower bound from
+    the option table (an option name shared by solvers must mean the same kind of value)."""
+    fields: dict[str, Field] = {}
+    for solver, table in theory.solver_options().items():
+        for option in table:
+            bound = {"gt": 0} if option.positive else {"ge": 0}
+            field = Field(int if option.integer else float, default=None, **bound, doc=option.doc)
+            known = fields.setdefault(option.name, field)
+            if (known.type, known.gt, known.ge) != (field.type, field.gt, field.ge):
+                raise ValueError(f"solver {solver!r}: option {option.name!r} disagrees with another solver's")
+    return fields
 
 
 def _known(names_fn, what: str):
@@ -67,12 +78,6 @@ def _known(names_fn, what: str):
         return None
 
     return check
-
-
-def _bound_names() -> list[str]:
-    from theory.registry import bound_names
-
-    return bound_names()
 
 
 def _proxy_names() -> list[str]:
@@ -145,16 +150,10 @@ SCHEMA = Schema({
         {
             "loss": Field(str, default="mse", choices=("mse", "ce")),
             "solver": Field(str, default="gauss_newton", choices=SOLVERS),
-            "solver_options": Schema({
-                "eps": Field(float, default=None, gt=0),
-                "max_iter": Field(int, default=None, ge=1),
-                "tol": Field(float, default=None, gt=0),
-                "lr": Field(float, default=None, gt=0),
-                "lam": Field(float, default=None, gt=0),
-            }),
+            "solver_options": Schema(_solver_option_fields()),
             "max_unconverged_fraction": Field(float, default=0.0, ge=0, le=1),
             "bounds": Field(list, default=["theorem1_per_sample", "theorem1_uniform", "theorem2"],
-                            items=Field(str), min_len=1, check=_known(_bound_names, "bound")),
+                            items=Field(str), min_len=1, check=_known(theory.bound_names, "bound")),
             "proxies": Field(list, default=["gradsign", "gradsign_sq"], items=Field(str),
                              check=_known(_proxy_names, "proxy")),
             "points_per_segment": Field(int, default=1, ge=0),
