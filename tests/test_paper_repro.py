@@ -44,7 +44,7 @@ def test_rank_correlation_toy(tmp_path, shared_scores):
     for needle in ("## Settings", "seed", "bootstrap", "95%", "Decision rule", "SYNTHETIC",
                    "not yet checked against the paper"):
         assert needle in text
-    assert any(f"): {v.upper()}**" in text for v in ("held", "did not hold", "within noise"))
+    assert any(f"size references: {v.upper()}**" in text for v in ("held", "did not hold", "within noise"))
     assert (tmp_path / "correlations.png").stat().st_size > 0
     table = pd.read_csv(tmp_path / "correlations.csv").set_index("proxy")
     scores = pd.read_csv(tmp_path / "scores.csv")
@@ -61,6 +61,20 @@ def test_rank_correlation_toy(tmp_path, shared_scores):
               ("synflow", "delta_high"): 0.37072649572649585, ("synflow", "kendall_low"): 0.2375776397515529}
     for (name, column), value in pinned.items():
         assert table.loc[name, column] == pytest.approx(value, abs=1e-12)
+    # Size control: #params and flops ranked as references; partial ρ given log #params
+    # against scipy's ranks regressed by hand.
+    assert table["reference"].to_dict() == {"gradsign": False, "snip": False, "synflow": False, "params": True,
+                                            "flops": True}
+    ranks = {c: stats.rankdata(scores[c]) for c in ("gradsign", "test_acc", "params")}
+    design = np.column_stack([np.ones(len(scores)), ranks["params"]])
+
+    def residual(v):
+        return v - design @ np.linalg.lstsq(design, v, rcond=None)[0]
+
+    expected = np.corrcoef(residual(ranks["gradsign"]), residual(ranks["test_acc"]))[0, 1]
+    assert table.loc["gradsign", "partial_spearman"] == pytest.approx(expected, abs=1e-9)
+    assert math.isnan(table.loc["params", "partial_spearman"])  # params given itself: undefined
+    assert "Size-controlled (partial ρ given log #params)" in text and "(size reference)" in text
 
 
 def test_batch_size_toy(tmp_path, shared_scores):
@@ -71,6 +85,9 @@ def test_batch_size_toy(tmp_path, shared_scores):
     scores = pd.read_csv(tmp_path / "scores.csv")
     for n, rho in zip(table["batch"], table["spearman"]):
         assert rho == pytest.approx(stats.spearmanr(scores[f"gradsign_batch_{n}"], scores["test_acc"])[0])
+    sizes = pd.read_csv(tmp_path / "size_references.csv").set_index("reference")
+    assert sizes.loc["params", "spearman"] == pytest.approx(stats.spearmanr(scores["params"], scores["test_acc"])[0])
+    assert "## Network size" in text and "partial ρ given log #params" in text
     assert (tmp_path / "rho_by_n.png").exists()
 
 
