@@ -99,6 +99,7 @@ class Truth:
     curves: dict[str, np.ndarray]
     table: pd.DataFrame
     differences: dict[tuple[str, str], Estimate]
+    sum_differences: dict[tuple[str, str], Estimate]
 
 
 @dataclass(frozen=True)
@@ -119,20 +120,31 @@ def ties_at(accuracy: np.ndarray, threshold: float, test_image: float | None) ->
     return ties
 
 
-def _search_truth(column: str, accuracy: np.ndarray, score: np.ndarray, ops: np.ndarray, s: dict,
+def _search_truth(column: str, accuracy: np.ndarray, scores: dict[str, np.ndarray], ops: np.ndarray, s: dict,
                   test_image: float | None, args: argparse.Namespace) -> Truth:
+    """The searches against one truth: every method assisted by the mean-reduced GradSign,
+    and for comparison the assisted random search, REA and REINFORCE with the summed one."""
     threshold, top_k = top_threshold(accuracy, 0.01)
-    curves = {method: run_search(algorithm, accuracy, score, ops, budget=s["budget"], candidates=n, runs=runs,
-                                 seed=args.seed, **options)
+
+    def search(algorithm, n, runs, options, score):
+        return run_search(algorithm, accuracy, score, ops, budget=s["budget"], candidates=n, runs=runs,
+                          seed=args.seed, **options)
+
+    curves = {method: search(algorithm, n, runs, options, scores["mean"])
               for algorithm, method, n, runs, options in _methods(s)}
     table = summarise_runs(curves, threshold, n_boot=args.n_boot, seed=args.seed)
-    differences = {}
-    for algorithm, method, n, _, _ in _methods(s):
-        if n > 1:
-            vanilla = dict(ALGORITHMS)[algorithm]
-            differences[(method, vanilla)] = mean_difference_ci(curves[method][:, -1], curves[vanilla][:, -1],
-                                                                n_boot=args.n_boot, seed=args.seed)
-    return Truth(column, threshold, top_k, ties_at(accuracy, threshold, test_image), curves, table, differences)
+    differences, sum_differences = {}, {}
+    for algorithm, method, n, runs, options in _methods(s):
+        if n == 1:
+            continue
+        vanilla = curves[dict(ALGORITHMS)[algorithm]][:, -1]
+        pair = (method, dict(ALGORITHMS)[algorithm])
+        differences[pair] = mean_difference_ci(curves[method][:, -1], vanilla, n_boot=args.n_boot, seed=args.seed)
+        if algorithm != "bohb":
+            summed = search(algorithm, n, runs, options, scores["sum"])[:, -1]
+            sum_differences[pair] = mean_difference_ci(summed, vanilla, n_boot=args.n_boot, seed=args.seed)
+    return Truth(column, threshold, top_k, ties_at(accuracy, threshold, test_image), curves, table, differences,
+                 sum_differences)
 
 
 def compute(args: argparse.Namespace, out: Path) -> Result:
@@ -143,11 +155,11 @@ def compute(args: argparse.Namespace, out: Path) -> Result:
     mean = score_frame(bench.archs, scorer=MEAN_GRADSIGN, **options)["gradsign"].to_numpy(dtype=float)
     total = score_frame(bench.archs, proxies=["gradsign"], **options)["gradsign"].to_numpy(dtype=float)
     scores = pd.DataFrame({"arch": bench.archs, "gradsign_mean": mean, "gradsign_sum": total})
-    score = np.where(np.isfinite(mean), mean, -np.inf)
+    assisting = {"mean": np.where(np.isfinite(mean), mean, -np.inf), "sum": np.where(np.isfinite(total), total, -np.inf)}
     ops = op_matrix(bench.archs)
     n_test = bench.info.get("n_test")
     test_image = 1.0 / n_test if n_test else None
-    truths = [_search_truth(column, bench.column(column), score, ops, s, test_image, args)
+    truths = [_search_truth(column, bench.column(column), assisting, ops, s, test_image, args)
               for column in bench.seed_columns()]
     return Result(bench, s, scores, test_image, truths)
 
@@ -160,11 +172,12 @@ def _points(d: Estimate, unit: str = "") -> str:
     return d.format("+.2f", scale=100, unit=unit)
 
 
-def robust_verdicts(truths: list[Truth]) -> dict[tuple[str, str], str]:
-    """Per comparison: the verdict if every truth gives the same one, else "not robust"."""
+def robust_verdicts(truths: list[Truth], which: str = "differences") -> dict[tuple[str, str], str]:
+    """Per comparison (of the Truth field `which`): the verdict if every truth gives the
+    same one, else "not robust"."""
     out = {}
-    for pair in truths[0].differences:
-        words = {_word(t.differences[pair]) for t in truths}
+    for pair in getattr(truths[0], which):
+        words = {_word(getattr(t, which)[pair]) for t in truths}
         out[pair] = words.pop() if len(words) == 1 else "not robust"
     return out
 
@@ -220,6 +233,8 @@ def _truth_section(report: Report, truth: Truth, accuracy: np.ndarray, test_imag
         row = {"comparison": f"{method} − {vanilla}", "Δ mean best accuracy, points [95% CI]": _points(d)}
         if test_image is not None:
             row["Δ in test images"] = f"{d.value / test_image:+.2f}"
+        summed = truth.sum_differences.get((method, vanilla))
+        row["same, assisted by summed GradSign"] = "—" if summed is None else f"{_points(summed)} ({_word(summed)})"
         diff_rows.append({**row, "verdict": _word(d)})
     report.table(pd.DataFrame(diff_rows))
 
@@ -238,6 +253,10 @@ def write_report(report: Report, result: Result, args: argparse.Namespace) -> Pa
         per_truth = "; ".join(f"{t.column}: {_word(t.differences[pair])}, {_points(t.differences[pair], ' points')}"
                               for t in result.truths)
         lines.append(f"- {pair[0]} vs {pair[1]}: **{word}** ({per_truth}).")
+    summed = robust_verdicts(result.truths, "sum_differences")
+    lines.append("With the summed GradSign (the default elsewhere) assisting instead, for comparison: "
+                 + "; ".join(f"{pair[0].replace('GradSign', 'summed GradSign')} {word}" for pair, word in summed.items())
+                 + " (robust to both truths where not marked otherwise).")
     report.section(
         "Verdict",
         "Assisted counts as having *improved* the best-found accuracy where the 95% CI of the difference of mean "
