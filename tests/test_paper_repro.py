@@ -128,7 +128,7 @@ def test_ties_and_verdicts_robust_to_both_truths():
 
     def truth(low, high):
         d = Estimate(0.5 * (low + high), low, high, 10)
-        return assisted_search.Truth("t", 0.99, 1, {}, {}, pd.DataFrame(), {("A + GradSign", "A"): d})
+        return assisted_search.Truth("t", 0.99, 1, {}, {}, pd.DataFrame(), {("A + GradSign", "A"): d}, {})
 
     assert assisted_search.robust_verdicts([truth(0.1, 0.2), truth(0.05, 0.3)]) == {("A + GradSign", "A"): "improved"}
     assert assisted_search.robust_verdicts([truth(0.1, 0.2), truth(-0.1, 0.3)]) == {
