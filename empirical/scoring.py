@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -170,26 +171,43 @@ class Scorer(Protocol):
 
 @dataclass(frozen=True)
 class ProxyScorer:
-    """Zero-cost proxies by registry name (`proxies.compute` with its defaults).
+    """Zero-cost proxies by registry name (`proxies.compute`), with the registry defaults
+    unless ``options`` gives some proxy its own keyword arguments (e.g. GradSign's
+    ``reduction="mean"``). Options are part of the row's settings only when given, so rows
+    of default proxies keep their identity; a row covers a request when it holds every
+    requested proxy with the same options.
 
     >>> scorer = ProxyScorer(("gradsign", "params"))
     >>> scorer.settings(), scorer.covers({"proxies": ["params", "snip", "gradsign"]})
     ({'proxies': ['gradsign', 'params']}, True)
+    >>> mean = ProxyScorer(("gradsign",), {"gradsign": {"reduction": "mean"}})
+    >>> mean.settings()["options"], mean.covers({"proxies": ["gradsign"]})
+    ({'gradsign': {'reduction': 'mean'}}, False)
     """
 
     proxies: tuple[str, ...]
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     kind: ClassVar[str] = "space-score"
 
     def __post_init__(self):
         if isinstance(self.proxies, str) or not self.proxies:
             raise ValueError(f"proxies must name at least one proxy, e.g. ('gradsign',), got {self.proxies!r}")
         object.__setattr__(self, "proxies", tuple(resolve_proxies(list(self.proxies))))
+        unknown = sorted(set(self.options) - set(self.proxies))
+        if unknown:
+            raise ValueError(f"options name proxies {unknown} that are not among proxies {list(self.proxies)}")
+        object.__setattr__(self, "options", {k: dict(v) for k, v in self.options.items() if v})
 
     def settings(self) -> dict[str, Any]:
-        return {"proxies": list(self.proxies)}
+        settings: dict[str, Any] = {"proxies": list(self.proxies)}
+        if self.options:
+            settings["options"] = {k: dict(v) for k, v in self.options.items()}
+        return settings
 
     def covers(self, settings: dict[str, Any]) -> bool:
-        return set(self.proxies) <= set(settings.get("proxies", ()))
+        stored = settings.get("options", {})
+        return set(self.proxies) <= set(settings.get("proxies", ())) and all(
+            stored.get(name, {}) == self.options.get(name, {}) for name in self.proxies)
 
     def columns(self) -> list[str]:
         return list(self.proxies)
@@ -198,13 +216,13 @@ class ProxyScorer:
         row: dict[str, float] = {}
         for name in self.proxies:
             start = time.perf_counter()
-            row[name] = proxies.compute(name, model, inputs, targets)
+            row[name] = proxies.compute(name, model, inputs, targets, **self.options.get(name, {}))
             row[f"{name}_seconds"] = time.perf_counter() - start
         return row
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "ProxyScorer":
-        return cls(tuple(settings["proxies"]))
+        return cls(tuple(settings["proxies"]), settings.get("options", {}))
 
 
 SCORERS: Registry[type] = Registry("scorer kind")

@@ -37,6 +37,7 @@ Data (``data=``):
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import pickle
@@ -337,8 +338,9 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
     """The run's per-architecture proxy scores as a DataFrame.
 
     Rows of kind ``space-score`` with status 'ok', filtered by the given settings (each
-    None: any; ``proxies``: rows that cover them, giving those columns); the rows must
-    then agree on one setting (proxies, data, batch, C, N, init, seed), else ValueError.
+    None: any; ``proxies``: rows that cover them with default options, giving those
+    columns); the rows must then agree on one setting (proxies, options, data, batch, C, N,
+    init, seed), else ValueError.
     Columns: ``arch, representative, scored`` (True where the row is the scored
     architecture itself), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``.
     With ``expand``, every architecture of NAS-Bench-201 whose class representative was
@@ -352,8 +354,9 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
     records: dict[str, dict] = {}
     for r in rows:
         params = r["params"]
-        if proxies is not None and not set(proxies) <= set(params["proxies"]):
-            continue
+        options = params.get("options", {})
+        if proxies is not None and (not set(proxies) <= set(params["proxies"]) or set(options) & set(proxies)):
+            continue  # a proxy scored with non-default options is another score
         if any(v is not None and params[k] != v for k, v in wanted.items()):
             continue
         if seed is not None and r["seed"] != seed:
@@ -361,14 +364,14 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
         if init is not None and params.get("init", "default") != init:
             continue
         names = list(proxies) if proxies is not None else params["proxies"]
-        settings.add((tuple(names), params["data"], params["batch"], params["C"], params["N"],
-                      params.get("init", "default"), r["seed"]))
+        settings.add((tuple(names), json.dumps(options if proxies is None else {}, sort_keys=True), params["data"],
+                      params["batch"], params["C"], params["N"], params.get("init", "default"), r["seed"]))
         ordered = {k: r["result"][k] for name in names for k in (name, f"{name}_seconds")}
         records.setdefault(params["arch"], {**ordered, "wall_s": (r["timings"] or {}).get("wall_s"),
                                             "cpu_s": (r["timings"] or {}).get("cpu_s")})
     if len(settings) > 1:
         raise ValueError(f"run {str(run_dir)!r} holds scores under {len(settings)} settings "
-                         f"(proxies, data, batch, C, N, init, seed) = {sorted(settings)}; pass proxies=, data=, "
+                         f"(proxies, options, data, batch, C, N, init, seed) = {sorted(settings)}; pass proxies=, data=, "
                          "batch=, init= and seed= to pick one")
     rep_of = nb201.representatives()
     out = []

@@ -44,7 +44,7 @@ from proxies.checks import check_choice, check_int, check_number
 __all__ = [
     "Estimate", "spearman", "kendall", "partial_spearman", "partial_kendall", "correlation_ci", "location_ci",
     "mean_ci", "mean_difference_ci", "proportion_ci", "paired_spearman_difference", "claim_verdict",
-    "top_k_precision", "top_half", "rank_correlations", "reference_comparison", "study", "to_markdown",
+    "top_k_precision", "top_half", "rank_correlations", "Comparison", "reference_comparison", "study", "to_markdown",
 ]
 
 METHODS = ("spearman", "kendall")
@@ -259,21 +259,33 @@ def correlation_ci(x, y, method: str = "spearman", *, covariate=None, n_boot: in
     return Estimate(value, low, high, n)
 
 
-def paired_spearman_difference(a, b, truth, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
-    """Δρ = ρ(a, truth) − ρ(b, truth) over the items where all three are finite, with a
-    paired percentile-bootstrap interval (both ρ on the same resampled items).
+def paired_spearman_difference(a, b, truth, *, covariate=None, n_boot: int = 1000, level: float = 0.95,
+                               seed: int = 0) -> Estimate:
+    """Δρ = ρ(a, truth) − ρ(b, truth) over the items where all inputs are finite, with a
+    paired percentile-bootstrap interval (both ρ on the same resampled items); with
+    ``covariate``, the difference of the partial ρ controlling for it.
 
     >>> paired_spearman_difference([1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 4], n_boot=50).value
     2.0
     """
     _check_bootstrap(n_boot, level, seed)
-    (a, b, truth), _ = _finite(a, b, truth)
+    if covariate is None:
+        (a, b, truth), _ = _finite(a, b, truth)
+        delta = spearman(a, truth) - spearman(b, truth)
+    else:
+        (a, b, truth, z), _ = _finite(a, b, truth, covariate)
+        delta = partial_spearman(a, truth, z) - partial_spearman(b, truth, z)
     n = len(a)
-    delta = spearman(a, truth) - spearman(b, truth)
-    if n < 2:
+    if n < (2 if covariate is None else 3):
         return Estimate(delta, math.nan, math.nan, n)
     index = _resamples(n, n_boot, seed)
-    values = _spearman_rows(a[index], truth[index]) - _spearman_rows(b[index], truth[index])
+    if covariate is None:
+        values = _spearman_rows(a[index], truth[index]) - _spearman_rows(b[index], truth[index])
+    else:
+        t, zz = truth[index], z[index]
+        r_tz = _spearman_rows(t, zz)
+        values = (_partial(_spearman_rows(a[index], t), _spearman_rows(a[index], zz), r_tz)
+                  - _partial(_spearman_rows(b[index], t), _spearman_rows(b[index], zz), r_tz))
     low, high = _percentile(values, level)
     return Estimate(float(delta), low, high, n)
 
@@ -468,28 +480,47 @@ def study(frame: pd.DataFrame, proxies: list[str], truth: str, *, covariate: str
     return pd.DataFrame.from_records(records)
 
 
-def reference_comparison(frame: pd.DataFrame, columns: list[str], truth, reference: str, *, n_boot: int = 1000,
-                         level: float = 0.95, seed: int = 0,
-                         top_fraction: float = 0.1) -> tuple[pd.DataFrame, dict[str, Estimate]]:
-    """Each of ``columns`` of ``frame`` against ``truth`` (an array, one value per row),
-    over the rows where every column and the truth are finite (so all ρ share their
-    items): Spearman ρ and Kendall τ with intervals, top-k precision, and Δρ = ρ(reference)
-    − ρ(column) by `paired_spearman_difference`.
+@dataclass(frozen=True)
+class Comparison:
+    """The table of `reference_comparison` and its paired differences {column: Δ}, raw
+    and (with a covariate) of the partial ρ; undefined partial differences are left out."""
 
-    Returns (table, {column: Δρ}); the table has one row per column: ``proxy, n,
-    n_undefined`` (non-finite values of that column over all rows), ``spearman, kendall,
-    delta`` each with ``_low, _high``, and ``top<100·fraction>_precision``.
+    table: pd.DataFrame
+    differences: dict[str, Estimate]
+    partial_differences: dict[str, Estimate]
+
+
+def reference_comparison(frame: pd.DataFrame, columns: list[str], truth, reference: str, *, covariate=None,
+                         n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                         top_fraction: float = 0.1) -> Comparison:
+    """Each of ``columns`` of ``frame`` against ``truth`` (an array, one value per row),
+    over the rows where every column, the truth and the covariate are finite (so all ρ
+    share their items): Spearman ρ and Kendall τ with intervals, top-k precision, and Δρ =
+    ρ(reference) − ρ(column) by `paired_spearman_difference`.
+
+    With ``covariate`` (e.g. log #params, one value per row) also, per column: its
+    Spearman ρ with the covariate (``size_spearman``), the partial ρ and τ controlling for
+    it, and the paired difference of partial ρ (``partial_delta``).
+
+    The table has one row per column: ``proxy, n, n_undefined`` (non-finite values of that
+    column over all rows), ``spearman, kendall, delta`` (and the covariate's columns) each
+    with ``_low, _high``, and ``top<100·fraction>_precision``.
     """
     check_choice("reference", reference, tuple(columns))
     truth = np.asarray(truth, dtype=float)
     values = frame[list(columns)].to_numpy(dtype=float)
     keep = np.isfinite(values).all(axis=1) & np.isfinite(truth)
+    z = None
+    if covariate is not None:
+        z = np.asarray(covariate, dtype=float)
+        keep &= np.isfinite(z)
+        z = z[keep]
     target, best = truth[keep], values[keep, list(columns).index(reference)]
     options = {"n_boot": n_boot, "level": level, "seed": seed}
-    records, differences = [], {}
+    records, differences, partial_differences = [], {}, {}
     for j, name in enumerate(columns):
         score = values[keep, j]
-        rc = rank_correlations(score, target, top_fraction=top_fraction, **options)
+        rc = rank_correlations(score, target, covariate=z, top_fraction=top_fraction, **options)
         record = {"proxy": name, "n": rc["n"], "n_undefined": int((~np.isfinite(values[:, j])).sum()),
                   **Estimate(rc["spearman"], *rc["spearman_ci"], rc["n"]).columns("spearman"),
                   **Estimate(rc["kendall"], *rc["kendall_ci"], rc["n"]).columns("kendall"),
@@ -499,8 +530,19 @@ def reference_comparison(frame: pd.DataFrame, columns: list[str], truth, referen
         else:
             differences[name] = paired_spearman_difference(best, score, target, **options)
             record.update(differences[name].columns("delta"))
+        if z is not None:
+            record.update(correlation_ci(score, z, "spearman", **options).columns("size_spearman"))
+            record.update(Estimate(rc["partial_spearman"], *rc["partial_spearman_ci"], rc["partial_n"])
+                          .columns("partial_spearman"))
+            record.update(Estimate(rc["partial_kendall"], *rc["partial_kendall_ci"], rc["partial_n"])
+                          .columns("partial_kendall"))
+            partial = (_undefined(rc["n"]) if name == reference
+                       else paired_spearman_difference(best, score, target, covariate=z, **options))
+            if name != reference and partial.defined:
+                partial_differences[name] = partial
+            record.update(partial.columns("partial_delta"))
         records.append(record)
-    return pd.DataFrame.from_records(records), differences
+    return Comparison(pd.DataFrame.from_records(records), differences, partial_differences)
 
 
 def _cell(value: float, ci, n: int = 0) -> str:
@@ -509,7 +551,8 @@ def _cell(value: float, ci, n: int = 0) -> str:
 
 def to_markdown(summary: pd.DataFrame) -> str:
     """The `study` table as Markdown: ρ and τ with intervals, top-k precision, overall,
-    partial (where `study` had a covariate) and in the top half."""
+    partial (where `study` had a covariate) and in the top half; rows flagged in a boolean
+    ``reference`` column are marked as size references."""
     pct = f"{100 * summary['top_fraction'].iloc[0]:g}" if len(summary) else "10"
     partial = "partial_spearman" in summary.columns
     header = ["proxy", "n", "Spearman ρ [95% CI]", "Kendall τ [95% CI]", f"top-{pct}% precision"]
@@ -517,8 +560,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
         header += ["partial ρ [95% CI]", "partial τ [95% CI]"]
     header += ["top-half ρ [95% CI]", "top-half τ [95% CI]", f"top-half top-{pct}%"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in summary.itertuples():
-        cells = [row.proxy, str(row.n), _cell(row.spearman, row.spearman_ci, row.n),
+    references = summary["reference"].tolist() if "reference" in summary.columns else [False] * len(summary)
+    for row, reference in zip(summary.itertuples(), references):
+        cells = [row.proxy + (" (size reference)" if reference else ""), str(row.n), _cell(row.spearman, row.spearman_ci, row.n),
                  _cell(row.kendall, row.kendall_ci, row.n),
                  f"{row.top_k_precision:.3f}" if math.isfinite(row.top_k_precision) else "n/a"]
         if partial:

@@ -27,13 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ablation.add_subset_arguments(parser, 300)
 
 
-def sizes(args: argparse.Namespace) -> list[int]:
+def sample_counts(args: argparse.Namespace) -> list[int]:
     text = ",".join(map(str, TOY_SIZES)) if args.toy and args.sizes == ",".join(map(str, SIZES)) else args.sizes
     return parse_ints("--sizes", text, minimum=1)
 
 
 def run(args: argparse.Namespace) -> Path:
-    ns = sizes(args)
+    ns = sample_counts(args)
     reference = REFERENCE if REFERENCE in ns else ns[len(ns) // 2]
     bench, out = ablation.prepare(args, NAME)
     report = Report(out, "GradSign ρ against the number of samples n",
@@ -56,12 +56,18 @@ def run(args: argparse.Namespace) -> Path:
         "confidence intervals": f"95% percentile bootstrap over architectures, {args.n_boot} resamples "
                                 f"(seed {args.seed}); Δρ vs n={reference} by paired bootstrap",
     })
-    report.section("Results")
+    sizes = ablation.size_table(scores, n_boot=args.n_boot, seed=args.seed)
+    report.section("Results", "The partial ρ and τ control for log #params of the same networks.")
     report.table(ablation.markdown(table, "batch", "n", reference))
     report.csv(table, "rho_by_n")
     report.csv(scores, "scores")
+    report.section("Network size", "#params and flops of the same networks, ranked against the same accuracy "
+                   "as GradSign (size references).")
+    report.table(ablation.size_markdown(sizes))
+    report.csv(sizes, "size_references")
     report.section("Verdict", ablation.spread_sentence(table, "batch", reference) +
                    f" Highest point estimate at n = {ablation.best_setting(table, 'batch')}.",
+                   ablation.size_sentence(table, sizes),
                    "The paper's own numbers for this ablation are not transcribed in `paper_repro.paper_numbers`, "
                    "so this entry shows our curve only.",
                    *(["**SYNTHETIC toy benchmark: a pipeline test, not a result.**"] if bench.synthetic else []))

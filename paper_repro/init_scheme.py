@@ -48,12 +48,18 @@ def run(args: argparse.Namespace) -> Path:
         "confidence intervals": f"95% percentile bootstrap over architectures, {args.n_boot} resamples "
                                 f"(seed {args.seed}); Δρ vs default by paired bootstrap",
     })
-    report.section("Results")
+    sizes = ablation.size_table(scores, n_boot=args.n_boot, seed=args.seed)
+    report.section("Results", "The partial ρ and τ control for log #params of the same networks.")
     report.table(ablation.markdown(table, "init", "initialisation", "default"))
     report.csv(table, "rho_by_init")
     report.csv(scores, "scores")
+    report.section("Network size", "#params and flops of the same networks, ranked against the same accuracy "
+                   "as GradSign (size references).")
+    report.table(ablation.size_markdown(sizes))
+    report.csv(sizes, "size_references")
     report.section("Verdict", ablation.spread_sentence(table, "init", "default") +
                    f" Highest point estimate: {ablation.best_setting(table, 'init')}.",
+                   ablation.size_sentence(table, sizes),
                    "The paper's own numbers for this ablation are not transcribed in `paper_repro.paper_numbers`, "
                    "so this entry shows ours only.",
                    *(["**SYNTHETIC toy benchmark: a pipeline test, not a result.**"] if bench.synthetic else []))

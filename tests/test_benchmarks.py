@@ -185,12 +185,22 @@ def test_correlate_command_end_to_end(tmp_path, capsys):
     assert text in printed and "over 8 architectures" in text and "n_boot=200" in text
     truth = np.array(acc) + 0.5
     scores = space_scoring.space_table(run, expand=False).set_index("arch").loc[list(archs)]
-    for name in ("params", "grad_norm"):
-        rho = stats.spearman(scores[name], truth)
-        low, high = stats.correlation_ci(scores[name].to_numpy(), truth, "spearman", n_boot=200, seed=0).ci
-        assert f"| {name} | 8 | {rho:.3f} [{low:.3f}, {high:.3f}] |" in text
+    size = np.log(0.1 + np.arange(len(archs)))  # the file's params column (millions), by index
+    flops = 1.0 + np.arange(len(archs))
+    for name, label, values in (("params", "params (size reference)", scores["params"]),
+                                ("grad_norm", "grad_norm", scores["grad_norm"]), ("flops", "flops (size reference)", flops)):
+        rho = stats.spearman(values, truth)
+        low, high = stats.correlation_ci(np.asarray(values), truth, "spearman", n_boot=200, seed=0).ci
+        partial = stats.correlation_ci(np.asarray(values), truth, "spearman", covariate=size, n_boot=200, seed=0)
+        assert f"| {label} | 8 | {rho:.3f} [{low:.3f}, {high:.3f}] |" in text
+        assert f"| {partial.format()} |" in text
     summary = pd.read_json(run / "correlation.json")
-    assert summary["proxy"].tolist() == ["params", "grad_norm"]
+    # params and grad_norm from the run; flops, which it did not score, from the benchmark
+    assert summary["proxy"].tolist() == ["params", "grad_norm", "flops"]
+    assert summary["reference"].tolist() == [True, False, True]
+    assert summary.loc[1, "partial_spearman"] == pytest.approx(stats.partial_spearman(scores["grad_norm"], truth, size))
+    assert summary.loc[1, "partial_kendall"] == pytest.approx(stats.partial_kendall(scores["grad_norm"], truth, size))
+    assert "partial ρ and τ control for log params (the benchmark)" in text
     assert math.isclose(summary.loc[0, "top_k_precision"],
                         stats.top_k_precision(scores["params"], truth, 0.25))
     for name in ("correlation_scatter", "correlation_rho"):
@@ -202,6 +212,28 @@ def test_correlate_command_end_to_end(tmp_path, capsys):
     flipped = pd.read_json(tmp_path / "neg" / "correlation.json")
     assert flipped["spearman"].tolist() == pytest.approx([-v for v in summary["spearman"]])
     assert "-test_acc over 8 architectures" in (tmp_path / "neg" / "correlation.md").read_text()
+
+
+def test_correlate_bad_input_names_the_problem(tmp_path, capsys):
+    archs = nb201.unique_archs()[::700][:5]
+    run = tmp_path / "run"
+    space_scoring.score_space(run, archs, proxies=["grad_norm"], data="digits", batch=8, seed=0, C=2, N=1,
+                              progress=False)
+    _nb201_file(tmp_path / "nb.pth", archs, [50.0, 60.0, 70.0, 80.0, 90.0])
+    truth = ["--truth", f"nb201-file:{tmp_path / 'nb.pth'}", "--n-boot", "20", "--no-figures"]
+    assert main(["correlate", str(run), *truth, "--proxies", "grad_norm,zen"]) == 2
+    assert "--proxies 'grad_norm,zen': ['zen'] is not a proxy column of run" in capsys.readouterr().err
+    assert main(["correlate", str(run), *truth, "--size", "n_weights"]) == 2
+    assert "--size column 'n_weights' for the partial correlations is neither" in capsys.readouterr().err
+    few = tmp_path / "few"
+    _nb201_file(tmp_path / "two.pth", archs[:2], [50.0, 60.0])
+    space_scoring.score_space(few, archs[:2], proxies=["grad_norm"], data="digits", batch=8, seed=0, C=2, N=1,
+                              progress=False)
+    assert main(["correlate", str(few), "--truth", f"nb201-file:{tmp_path / 'two.pth'}", "--no-figures"]) == 2
+    assert "only 2 architectures of the run have a ground truth" in capsys.readouterr().err
+    # the size control from a proxy of the run when the truth has no such column
+    assert main(["correlate", str(run), *truth, "--size", "grad_norm", "--out", str(tmp_path / "own")]) == 0
+    assert "control for log grad_norm (the run)" in (tmp_path / "own" / "correlation.md").read_text()
 
 
 def test_toy_benchmark_is_seeded_and_marked_synthetic():

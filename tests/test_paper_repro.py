@@ -13,7 +13,8 @@ from scipy import stats
 import paper_repro
 from empirical.cli import main as cli_main
 from empirical.spaces import nb201
-from paper_repro import paper_numbers
+from empirical.stats import Estimate
+from paper_repro import assisted_search, paper_numbers
 from paper_repro.__main__ import main
 from paper_repro.rank_correlation import PROXIES
 
@@ -44,7 +45,7 @@ def test_rank_correlation_toy(tmp_path, shared_scores):
     for needle in ("## Settings", "seed", "bootstrap", "95%", "Decision rule", "SYNTHETIC",
                    "not yet checked against the paper"):
         assert needle in text
-    assert any(f"): {v.upper()}**" in text for v in ("held", "did not hold", "within noise"))
+    assert any(f"size references: {v.upper()}**" in text for v in ("held", "did not hold", "within noise"))
     assert (tmp_path / "correlations.png").stat().st_size > 0
     table = pd.read_csv(tmp_path / "correlations.csv").set_index("proxy")
     scores = pd.read_csv(tmp_path / "scores.csv")
@@ -61,6 +62,20 @@ def test_rank_correlation_toy(tmp_path, shared_scores):
               ("synflow", "delta_high"): 0.37072649572649585, ("synflow", "kendall_low"): 0.2375776397515529}
     for (name, column), value in pinned.items():
         assert table.loc[name, column] == pytest.approx(value, abs=1e-12)
+    # Size control: #params and flops ranked as references; partial ρ given log #params
+    # against scipy's ranks regressed by hand.
+    assert table["reference"].to_dict() == {"gradsign": False, "snip": False, "synflow": False, "params": True,
+                                            "flops": True}
+    ranks = {c: stats.rankdata(scores[c]) for c in ("gradsign", "test_acc", "params")}
+    design = np.column_stack([np.ones(len(scores)), ranks["params"]])
+
+    def residual(v):
+        return v - design @ np.linalg.lstsq(design, v, rcond=None)[0]
+
+    expected = np.corrcoef(residual(ranks["gradsign"]), residual(ranks["test_acc"]))[0, 1]
+    assert table.loc["gradsign", "partial_spearman"] == pytest.approx(expected, abs=1e-9)
+    assert math.isnan(table.loc["params", "partial_spearman"])  # params given itself: undefined
+    assert "Size-controlled (partial ρ given log #params)" in text and "(size reference)" in text
 
 
 def test_batch_size_toy(tmp_path, shared_scores):
@@ -71,6 +86,9 @@ def test_batch_size_toy(tmp_path, shared_scores):
     scores = pd.read_csv(tmp_path / "scores.csv")
     for n, rho in zip(table["batch"], table["spearman"]):
         assert rho == pytest.approx(stats.spearmanr(scores[f"gradsign_batch_{n}"], scores["test_acc"])[0])
+    sizes = pd.read_csv(tmp_path / "size_references.csv").set_index("reference")
+    assert sizes.loc["params", "spearman"] == pytest.approx(stats.spearmanr(scores["params"], scores["test_acc"])[0])
+    assert "## Network size" in text and "partial ρ given log #params" in text
     assert (tmp_path / "rho_by_n.png").exists()
 
 
@@ -84,17 +102,37 @@ def test_init_toy(tmp_path, shared_scores):
 
 def test_assisted_search_toy(tmp_path, shared_scores):
     text = _run("assisted-search", tmp_path, shared_scores, "--runs", "12")
-    assert "random search + GradSign (N=3)" in text and "REA + GradSign (N=3)" in text
-    assert "Wilson" in text and "12 per method" in text
+    for label in ("random search", "REA", "REINFORCE", "BOHB"):
+        assert f"| {label} + GradSign (N=3) |" in text and f"| {label} | 12 |" in text
+    assert "Wilson" in text and "12 per method" in text and 'mean-reduced (`reduction="mean"`' in text
     summary = pd.read_csv(tmp_path / "summary.csv").set_index("method")
     runs = pd.read_csv(tmp_path / "runs.csv")
     for method, best in runs.groupby("method")["best"]:
         assert summary.loc[method, "mean"] == pytest.approx(best.mean())
         assert summary.loc[method, "std"] == pytest.approx(best.std(ddof=1))
-    # The numbers the code before the consolidation (commit 1a4b141) wrote for this run.
+    # Vanilla searches ignore the score: the numbers the code before the consolidation
+    # (commit 1a4b141) wrote for this run, when the table's test_acc was the truth.
     assert summary.loc["random search", "mean_low"] == pytest.approx(0.6314272913418852, abs=1e-12)
-    assert summary.loc["REA + GradSign (N=3)", "mean_low"] == pytest.approx(0.6470917977693323, abs=1e-12)
     assert summary.loc["REA", "top1_high"] == pytest.approx(0.6804886874504502, abs=1e-12)
+    # Both GradSign reductions are recorded, and they rank differently.
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert not np.allclose(scores["gradsign_mean"], scores["gradsign_sum"])
+    assert "1 of them exactly at it (ties)" in text and "**" in text.split("## Verdict")[1]
+
+
+def test_ties_and_verdicts_robust_to_both_truths():
+    image = 1 / 450
+    accuracy = np.array([0.99, 0.99, 0.99 - image, 0.95, 0.99 + image])
+    assert assisted_search.ties_at(accuracy, 0.99, image) == {"reaching": 3, "at": 2, "within_one_image": 4}
+    assert "within_one_image" not in assisted_search.ties_at(accuracy, 0.99, None)
+
+    def truth(low, high):
+        d = Estimate(0.5 * (low + high), low, high, 10)
+        return assisted_search.Truth("t", 0.99, 1, {}, {}, pd.DataFrame(), {("A + GradSign", "A"): d}, {})
+
+    assert assisted_search.robust_verdicts([truth(0.1, 0.2), truth(0.05, 0.3)]) == {("A + GradSign", "A"): "improved"}
+    assert assisted_search.robust_verdicts([truth(0.1, 0.2), truth(-0.1, 0.3)]) == {
+        ("A + GradSign", "A"): "not robust"}
 
 
 def test_landscape_toy(tmp_path, shared_scores):

@@ -17,7 +17,7 @@ import torch
 import proxies
 from empirical import space_scoring
 from empirical.cli import main
-from empirical.scoring import NetworkSpec, build_network, initialise, score_network, scoring_batch
+from empirical.scoring import NetworkSpec, ProxyScorer, build_network, initialise, score_network, scoring_batch
 from empirical.spaces import nb201
 from empirical.store import DB_NAME, ResultsStore
 from tests.helpers_kill import count_rows, kill_after_rows
@@ -233,6 +233,24 @@ def test_score_frame_matches_direct_scoring_and_shares_covering_rows(tmp_path):
     torch.manual_seed(3)
     model = build_network(NetworkSpec("nb201", arch=archs[0], C=4, N=1, init="kaiming"), split, 3)
     assert kaiming["gradsign"].iloc[0] == proxies.gradsign(model, *scoring_batch(split, 8, 3, flat=False))
+
+
+def test_proxy_options_are_their_own_rows_and_columns(tmp_path):
+    archs = nb201.unique_archs()[::1500][:3]
+    kwargs = dict(store_dir=tmp_path, C=2, N=1, data="digits", batch=8, seed=1, progress=False)
+    total = space_scoring.score_frame(archs, proxies=["gradsign"], **kwargs)
+    mean = space_scoring.score_frame(archs, scorer=ProxyScorer(("gradsign",), {"gradsign": {"reduction": "mean"}}),
+                                     **kwargs)
+    split = space_scoring.load_scoring_data("digits")
+    for arch, value in zip(archs, mean["gradsign"]):
+        model = build_network(NetworkSpec("nb201", arch=arch, C=2, N=1), split, 1)
+        assert value == proxies.gradsign(model, *scoring_batch(split, 8, 1, flat=False), reduction="mean")
+    assert not np.allclose(mean["gradsign"], total["gradsign"])
+    # The default-option rows alone make the run's table; the option rows are another score.
+    table = space_scoring.space_table(tmp_path, proxies=["gradsign"], expand=False).set_index("arch")
+    assert table.loc[archs, "gradsign"].tolist() == total["gradsign"].tolist()
+    with pytest.raises(ValueError, match="2 settings"):
+        space_scoring.space_table(tmp_path)
 
 
 def test_score_frame_reports_an_architecture_that_cannot_be_scored(tmp_path):

@@ -294,7 +294,8 @@ def test_reference_comparison_uses_common_rows_and_paired_differences(pairs):
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"good": y + 0.3 * rng.normal(size=60), "weak": x})
     frame.loc[4, "weak"] = np.nan
-    table, diffs = stats.reference_comparison(frame, ["good", "weak"], y, "good", n_boot=100, seed=3)
+    comparison = stats.reference_comparison(frame, ["good", "weak"], y, "good", n_boot=100, seed=3)
+    table, diffs = comparison.table, comparison.differences
     keep = np.ones(60, dtype=bool)
     keep[4] = False
     assert table["n"].tolist() == [59, 59] and table["n_undefined"].tolist() == [0, 1]
@@ -302,6 +303,25 @@ def test_reference_comparison_uses_common_rows_and_paired_differences(pairs):
     expected = stats.paired_spearman_difference(frame["good"][keep], frame["weak"][keep], y[keep], n_boot=100, seed=3)
     assert diffs["weak"] == expected and table.loc[1, "delta"] == expected.value
     assert math.isnan(table.loc[0, "delta"]) and "top10_precision" in table
+    assert comparison.partial_differences == {} and "partial_spearman" not in table
+
+
+def test_reference_comparison_with_a_covariate_and_the_paired_partial_difference(triples):
+    x, y, z = triples
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": x, "b": y + rng.normal(size=80), "size": z})
+    comparison = stats.reference_comparison(frame, ["a", "b", "size"], y, "a", covariate=np.log(z), n_boot=120,
+                                            seed=4)
+    table = comparison.table.set_index("proxy")
+    assert table.loc["a", "partial_spearman"] == pytest.approx(stats.partial_spearman(x, y, z))
+    assert table.loc["b", "size_spearman"] == pytest.approx(stats.spearman(frame["b"], z))
+    assert math.isnan(table.loc["size", "partial_spearman"]) and set(comparison.partial_differences) == {"b"}
+    d = comparison.partial_differences["b"]
+    index = np.random.default_rng(4).integers(0, 80, size=(120, 80))
+    literal = [stats.partial_spearman(x[i], y[i], z[i]) - stats.partial_spearman(frame["b"].to_numpy()[i], y[i], z[i])
+               for i in index]
+    assert d.value == pytest.approx(stats.partial_spearman(x, y, z) - stats.partial_spearman(frame["b"], y, z))
+    assert d.ci == pytest.approx(tuple(np.quantile(literal, [0.025, 0.975])), abs=1e-12)
 
 
 def test_figures_draw_from_the_tables(pairs):

@@ -67,6 +67,16 @@ class Benchmark:
             raise ValueError(f"column {name!r} is not in benchmark {self.name}; available: {list(self.table.columns)}")
         return self.table[name].to_numpy(dtype=float)
 
+    def seed_columns(self, metric: str = "test_acc") -> list[str]:
+        """The per-training-seed columns of `metric` (``test_acc_s0``, ``test_acc_s1``, ...)
+        where the benchmark records its seeds, else ``[metric]``.
+
+        >>> load_benchmark("nb201-digits").seed_columns()
+        ['test_acc_s0', 'test_acc_s1']
+        """
+        columns = [f"{metric}_s{s}" for s in self.info.get("seeds", []) if f"{metric}_s{s}" in self.table.columns]
+        return columns or [metric]
+
     def reliability(self) -> Estimate | None:
         """Spearman ρ between two training seeds' test accuracies, where the benchmark records it."""
         rel = self.info.get("reliability")

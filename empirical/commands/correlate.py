@@ -1,16 +1,26 @@
 """`gradsign correlate RUN --truth ...`: how well each proxy of a space-score run ranks
-architectures by a trained ground truth (Spearman, Kendall, top-k precision), from the
-statistics of `empirical.stats` and a benchmark of `empirical.benchmarks.benchmark`."""
+architectures by a trained ground truth (Spearman, Kendall, top-k precision), beside the
+network-size references #params and flops and controlling for log #params (partial
+Spearman and Kendall), from the statistics of `empirical.stats` and a benchmark of
+`empirical.benchmarks.benchmark`.
+
+The size references are the run's ``params``/``flops`` proxies where it scored them, else
+the benchmark's columns of the same name. The size control (``--size``, default
+``params``) is the log of the benchmark's column, else of the run's proxy of that name.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from empirical import space_scoring, stats
 from empirical.benchmarks.benchmark import Benchmark, file_benchmark, load_benchmark
 from figures.correlation import proxy_scatter, rho_bars
+
+REFERENCES = ("params", "flops")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="allow full unpickling of the NAS-Bench-201 file (only for a trusted file)")
     parser.add_argument("--lower-is-better", action="store_true",
                         help="the metric is a loss: rank by its negative (ρ > 0 then still means 'agrees')")
+    parser.add_argument("--proxies", metavar="A,B,...", help="the run's proxies to rank (default: all it holds)")
+    parser.add_argument("--size", default="params",
+                        help="size column controlled for in the partial correlations (its log): a column of the "
+                             "truth, else a proxy of the run")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--top", type=float, default=0.1, help="fraction for top-k precision")
@@ -54,6 +68,28 @@ def proxy_columns(table) -> list[str]:
     return [c for c in table.columns if f"{c}_seconds" in table.columns]
 
 
+def _chosen_proxies(names: list[str], requested: str | None, run: str) -> list[str]:
+    if requested is None:
+        return names
+    chosen = [p.strip() for p in requested.split(",") if p.strip()]
+    missing = [p for p in chosen if p not in names]
+    if missing or not chosen:
+        raise ValueError(f"--proxies {requested!r}: {missing or 'nothing'} is not a proxy column of run {run!r}; "
+                         f"it holds {names}")
+    return chosen
+
+
+def _size(truth, scores, column: str, run: str):
+    """(arch, size) table and where the size column came from."""
+    if column in truth.columns:
+        return truth[["arch", column]], "the benchmark"
+    if column in scores.columns:
+        return scores[["arch", column]], "the run"
+    raise ValueError(f"--size column {column!r} for the partial correlations is neither a column of the truth "
+                     f"({list(truth.columns)}) nor a proxy of run {run!r}; pass --size COLUMN or score the "
+                     f"'{column}' proxy")
+
+
 def main(args: argparse.Namespace) -> int:
     bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file)
     truth = bench.table
@@ -63,7 +99,15 @@ def main(args: argparse.Namespace) -> int:
     names = proxy_columns(scores)
     if not names:
         raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")
-    joined = scores[["arch"] + names].merge(truth[["arch", args.metric]], on="arch", how="inner")
+    names = _chosen_proxies(names, args.proxies, args.run)
+    from_truth = [r for r in REFERENCES if r not in names and r in truth.columns]
+    size, size_source = _size(truth, scores, args.size, args.run)
+    covariate = f"log {args.size} ({size_source})"
+    with np.errstate(divide="ignore", invalid="ignore"):  # a size ≤ 0 has no log: left out of the partials
+        log_size = np.log(size[args.size].to_numpy(dtype=float))
+    joined = (scores[["arch"] + names]
+              .merge(truth[["arch", args.metric] + [c for c in from_truth if c != args.metric]], on="arch")
+              .merge(size[["arch"]].assign(**{covariate: log_size}), on="arch"))
     target = args.metric
     if args.lower_is_better:
         target = f"-{args.metric}"
@@ -71,19 +115,25 @@ def main(args: argparse.Namespace) -> int:
     if len(joined) < 3:
         raise ValueError(f"only {len(joined)} architectures of the run have a ground truth in {args.truth}; "
                          "score the benchmark's architectures (space-score --subset nb201-digits) first")
-    summary = stats.study(joined, names, target, n_boot=args.n_boot, seed=args.seed, top_fraction=args.top)
+    ranked = names + from_truth
+    summary = stats.study(joined, ranked, target, covariate=covariate, n_boot=args.n_boot, seed=args.seed,
+                          top_fraction=args.top)
+    summary["reference"] = summary["proxy"].isin(REFERENCES)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
+    sources = ", ".join(f"{r} from {'the run' if r in names else 'the benchmark'}"
+                        for r in REFERENCES if r in ranked)
     text = (f"Rank correlation with {truth_name} {target} over {len(joined)} architectures "
             f"(95% percentile bootstrap CIs, n_boot={args.n_boot}, seed={args.seed}; top half = the "
-            f"{int(summary['top_half_n'].max())} best by {target}).\n\n" + stats.to_markdown(summary) + "\n")
+            f"{int(summary['top_half_n'].max())} best by {target}; partial ρ and τ control for {covariate}; "
+            f"size references: {sources or 'none available'}).\n\n" + stats.to_markdown(summary) + "\n")
     (out / "correlation.md").write_text(text)
     summary.to_json(out / "correlation.json", orient="records", indent=2)
     joined.to_csv(out / "correlation_data.csv", index=False)
     print(text, end="")
     if not args.no_figures:
         rho = dict(zip(summary["proxy"], summary["spearman"]))
-        for name, fig in (("correlation_scatter", proxy_scatter(joined, names, target, rho=rho)),
+        for name, fig in (("correlation_scatter", proxy_scatter(joined, ranked, target, rho=rho)),
                           ("correlation_rho", rho_bars(summary, title=f"{truth_name}, {len(joined)} architectures"))):
             for ext in ("png", "pdf"):
                 fig.savefig(out / f"{name}.{ext}", dpi=150)
