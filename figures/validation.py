@@ -112,7 +112,7 @@ def proxies_vs_accuracy(frame: pd.DataFrame) -> Figure:
                               (axes[1], "psi_2", "Ψ_2 (exact)")):
         for s, name in enumerate(_datasets(frame)):
             sub = _subset(frame, name)
-            acc = _numbers(sub, "trained.test_accuracy")
+            acc = _numbers(sub, "trained.test_acc")
             keep = np.isfinite(acc)
             if keep.any():
                 ax.scatter(_numbers(sub, column)[keep], acc[keep], s=18, alpha=0.75,

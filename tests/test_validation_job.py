@@ -9,6 +9,8 @@ import theory
 from empirical import results
 from empirical.config import validate
 from empirical.executors import FAILURE_KEY, run_jobs
+from empirical.plan import seeded
+from empirical.spaces import mlp
 from empirical.store import ResultsStore
 from empirical.validation import report, schema
 from empirical.validation.job import build_model, prepare_data, validation_job
@@ -73,7 +75,7 @@ def test_theta_bar_losses_and_landscape_match_literal_forward_passes(measured):
     assert row["bound"]["theorem2"]["theta_bar"] == pytest.approx(test, rel=1e-12)
     predictions = torch.stack([torch.func.functional_call(model, opt.unflatten(center), (x[None],))[0]
                                for x in d["X_test"]]).argmax(dim=1)
-    assert row["theta_bar"]["test_accuracy"] == pytest.approx(float((predictions == d["labels_test"]).double().mean()))
+    assert row["theta_bar"]["test_acc"] == pytest.approx(float((predictions == d["labels_test"]).double().mean()))
     assert row["psi_2"] == pytest.approx(float(torch.cdist(opt.theta, opt.theta).square().mean()), rel=1e-10)
 
     land = row["landscape"]
@@ -141,3 +143,18 @@ def test_small_cnn_job_on_digit_images():
     assert d["X"].shape == (6, 1, 8, 8)
     assert model[0].weight.abs().max() <= 0.5 * (1 / 9) ** 0.5  # default bound 1/sqrt(fan_in), scaled
     assert row["solver"]["train"]["converged"] == 6 and math.isfinite(row["psi_2"])
+
+
+def test_cnn_init_scale_is_the_default_draw_multiplied():
+    """build_model's CNN equals the earlier hand re-scaling: the same draws, then × init_scale."""
+    cfg = {"family": "cnn", "width": 3, "depth": 2, "activation": "relu", "init_scale": 0.7, "dtype": "float64"}
+    model = build_model(cfg, (1, 8, 8), 10, seed=4)
+    with seeded(4):
+        reference = mlp.small_cnn(1, 10, width=3, depth=2, batchnorm=False)
+    with torch.no_grad():
+        for layer in reference.modules():
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+                layer.weight.mul_(0.7)
+    reference = reference.to(torch.float64)
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+        assert torch.equal(p, q), name

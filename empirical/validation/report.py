@@ -40,7 +40,7 @@ QUANTITIES = (
     ("−Ψ_1", "psi_1", 1),
     ("train loss of θ̂", "trained.train_loss", -1),
     ("test loss of θ̂", "trained.test_loss", -1),
-    ("test accuracy of θ̂", "trained.test_accuracy", 1),
+    ("test accuracy of θ̂", "trained.test_acc", 1),
 )
 # GradSign and Ψ_1 are sums over coordinates, so across networks of different sizes both
 # grow with the parameter count; these per-coordinate forms take that common factor out.
@@ -49,7 +49,7 @@ NORMALISED = (
     ("gradsign_sq / #weights", ("proxy.gradsign_sq", "n_weights"), 1),
     ("−Ψ_1 / m", ("psi_1", "n_params"), 1),
     ("−Ψ_2 / m", ("psi_2", "n_params"), 1),
-    ("test accuracy of θ̂", ("trained.test_accuracy", None), 1),
+    ("test accuracy of θ̂", ("trained.test_acc", None), 1),
     ("test loss of θ̂", ("trained.test_loss", None), -1),
 )
 BOUND_LABELS = {
