@@ -113,13 +113,14 @@ def _inputs(X: Tensor, flat: bool) -> Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *,
              loss: str = "ce", flat: bool = False, batch_size: int = 1024,
-             labels: Tensor | None = None) -> tuple[float, float]:
+             labels: Tensor | None = None, sum_dtype: torch.dtype | None = None) -> tuple[float, float]:
     """(mean loss, accuracy) of ``model`` at ``state`` (params and buffers by name) on
     ``(X, y)``, in eval mode (BatchNorm uses running statistics); the module's own flags
     are restored afterwards.
 
     The loss is (1/n) Σ_i l_i with l_i of the module docstring, summed in ``batch_size``
-    chunks in the outputs' dtype. The accuracy is the fraction of samples whose largest
+    chunks in ``sum_dtype`` (default: the outputs' own dtype; ``torch.float64`` keeps a
+    float32 model's mean to double precision). The accuracy is the fraction of samples whose largest
     output is the class in ``labels``; ``labels`` defaults to ``y`` for ``loss='ce'``. For
     ``loss='mse'`` on one-hot targets pass the class indices as ``labels``; without them
     the accuracy is NaN (regression).
@@ -143,7 +144,8 @@ def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *
         total_loss, correct = 0.0, 0
         for start in range(0, X.shape[0], batch_size):
             out = functional_call(model, state, (_inputs(X[start:start + batch_size], flat),))
-            total_loss += float(_per_sample_loss(loss, out, y[start:start + batch_size]).sum())
+            per_sample = _per_sample_loss(loss, out, y[start:start + batch_size])
+            total_loss += float(per_sample.sum(dtype=sum_dtype))
             if labels is not None:
                 correct += int((out.argmax(dim=1) == labels[start:start + batch_size]).sum())
     n = X.shape[0]

@@ -165,6 +165,19 @@ def test_evaluate_mse_on_one_hot_targets_counts_accuracy_against_labels(iris):
         evaluate(model, state, iris.X_test, onehot, loss="l1")
 
 
+def test_evaluate_sums_in_the_requested_dtype(iris):
+    model = _mlp(5)
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        logits = model(iris.X_test)
+    per_sample = [float(F.cross_entropy(logits[i:i + 1], iris.y_test[i:i + 1])) for i in range(len(logits))]
+    exact = math.fsum(per_sample) / len(per_sample)  # float32 losses, summed without rounding
+    loss, _ = evaluate(model, state, iris.X_test, iris.y_test, batch_size=len(logits), sum_dtype=torch.float64)
+    assert loss == pytest.approx(exact, rel=1e-13)
+    default, _ = evaluate(model, state, iris.X_test, iris.y_test, batch_size=len(logits))
+    assert default == pytest.approx(exact, rel=1e-6)
+
+
 def test_flat_feeds_vectors():
     split = load("digits", seed=0)
     model = _mlp(0, d_in=64, d_out=10)

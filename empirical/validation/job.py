@@ -296,12 +296,12 @@ def landscape(model: nn.Module, opt: theory.SampleWiseOptima, X: Tensor, Y: Tens
 
 def predictor_losses(model: nn.Module, state: dict[str, Tensor], d: dict, loss: str) -> dict:
     """``train_loss`` L_S, ``train_acc``, ``test_loss`` and ``test_acc`` (whole test
-    split) at ``state``, by `empirical.training.evaluate` (one batch per set, so each mean
-    is one sum divided by the count)."""
+    split) at ``state``, by `empirical.training.evaluate`: one batch per set, summed in
+    float64 whatever the model's dtype, so each mean is one double sum over the count."""
     train_loss, train_acc = evaluate(model, state, d["X"], d["Y"], loss=loss, labels=d["labels"],
-                                     batch_size=d["X"].shape[0])
+                                     batch_size=d["X"].shape[0], sum_dtype=torch.float64)
     test_loss, test_acc = evaluate(model, state, d["X_test"], d["Y_test"], loss=loss, labels=d["labels_test"],
-                                   batch_size=d["X_test"].shape[0])
+                                   batch_size=d["X_test"].shape[0], sum_dtype=torch.float64)
     return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
 
 
