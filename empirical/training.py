@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from empirical.data import DataSplit
+from proxies.checks import check_choice, check_int, check_number
 from proxies.engine import training_mode
 
 __all__ = ["Recipe", "evaluate", "train"]
@@ -63,21 +64,16 @@ class Recipe:
 
     def __post_init__(self):
         for key in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Recipe.{key} must be a positive integer, got {value!r}")
+            check_int(f"Recipe.{key}", getattr(self, key), minimum=1)
         for key in ("lr", "lr_min", "momentum", "weight_decay"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Recipe.{key} must be a non-negative number, got {value!r}")
+            check_number(f"Recipe.{key}", getattr(self, key), minimum=0)
         if self.lr_min > self.lr:
             raise ValueError(f"Recipe.lr_min ({self.lr_min}) must not exceed Recipe.lr ({self.lr})")
         if self.momentum >= 1:
             raise ValueError(f"Recipe.momentum must be below 1, got {self.momentum}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("Recipe.nesterov needs momentum > 0; set nesterov=False or a momentum")
-        if self.loss not in LOSSES:
-            raise ValueError(f"Recipe.loss must be one of {LOSSES}, got {self.loss!r}")
+        check_choice("Recipe.loss", self.loss, LOSSES)
 
     def steps_per_epoch(self, n_train: int) -> int:
         if self.drop_last:
@@ -116,22 +112,44 @@ def _inputs(X: Tensor, flat: bool) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *,
-             loss: str = "ce", flat: bool = False, batch_size: int = 1024) -> tuple[float, float]:
+             loss: str = "ce", flat: bool = False, batch_size: int = 1024,
+             labels: Tensor | None = None, sum_dtype: torch.dtype | None = None) -> tuple[float, float]:
     """(mean loss, accuracy) of ``model`` at ``state`` (params and buffers by name) on
-    ``(X, y)``, in eval mode (BatchNorm uses running statistics). Accuracy is NaN for
-    ``loss='mse'``. The module's own flags are restored afterwards."""
-    if loss not in ("ce", "mse"):
-        raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
+    ``(X, y)``, in eval mode (BatchNorm uses running statistics); the module's own flags
+    are restored afterwards.
+
+    The loss is (1/n) Σ_i l_i with l_i of the module docstring, summed in ``batch_size``
+    chunks in ``sum_dtype`` (default: the outputs' own dtype; ``torch.float64`` keeps a
+    float32 model's mean to double precision). The accuracy is the fraction of samples whose largest
+    output is the class in ``labels``; ``labels`` defaults to ``y`` for ``loss='ce'``. For
+    ``loss='mse'`` on one-hot targets pass the class indices as ``labels``; without them
+    the accuracy is NaN (regression).
+
+    >>> net = torch.nn.Linear(2, 2, bias=False)
+    >>> state = {"weight": torch.eye(2)}
+    >>> X = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]])
+    >>> onehot = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    >>> evaluate(net, state, X, onehot, loss="mse", labels=onehot.argmax(dim=1))  # ½(1 + 0 + 9)/3, 2 of 3
+    (1.6666666666666667, 0.6666666666666666)
+    >>> evaluate(net, state, X, onehot, loss="mse")[1]
+    nan
+    """
+    check_choice("loss", loss, ("ce", "mse"))
+    check_int("batch_size", batch_size, minimum=1)
+    if labels is None and loss == "ce":
+        labels = y
+    if labels is not None and labels.shape[0] != X.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} rows but X has {X.shape[0]}; pass one label per sample")
     with training_mode(model, False):
         total_loss, correct = 0.0, 0
         for start in range(0, X.shape[0], batch_size):
             out = functional_call(model, state, (_inputs(X[start:start + batch_size], flat),))
-            target = y[start:start + batch_size]
-            total_loss += float(_per_sample_loss(loss, out, target).sum())
-            if loss == "ce":
-                correct += int((out.argmax(dim=1) == target).sum())
+            per_sample = _per_sample_loss(loss, out, y[start:start + batch_size])
+            total_loss += float(per_sample.sum(dtype=sum_dtype))
+            if labels is not None:
+                correct += int((out.argmax(dim=1) == labels[start:start + batch_size]).sum())
     n = X.shape[0]
-    return total_loss / n, (correct / n if loss == "ce" else math.nan)
+    return total_loss / n, (correct / n if labels is not None else math.nan)
 
 
 def train(model: nn.Module, split: DataSplit, recipe: Recipe, seed: int, flat: bool = False) -> dict:
@@ -157,8 +175,7 @@ def train(model: nn.Module, split: DataSplit, recipe: Recipe, seed: int, flat: b
     """
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe must be an empirical.training.Recipe, got {type(recipe).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     loss_name = _loss_name(recipe, split)
     start_time = time.perf_counter()
 

@@ -49,16 +49,18 @@ def _subset(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 def bound_vs_measured(frame: pd.DataFrame) -> Figure:
     """Bound value against the loss it bounds, log–log, with the line y = x.
 
-    Points above the line are networks where the bound held. Left: the predictor θ̄*;
-    right: the trained θ̂ (train loss for Theorem 1, test loss for Theorem 2). One colour
-    per bound, one marker per data set.
+    Left: the predictor θ̄*, which the bounds speak of; points above the line are
+    networks where the bound held. Right: the trained θ̂ (train loss for Theorem 1, test
+    loss for Theorem 2), for scale only: the bounds are tens to thousands of times its
+    loss, so lying above the line says nothing about them. One colour per bound, one
+    marker per data set.
     """
     names = [m.group(1) for c in frame.columns if (m := re.fullmatch(r"bound\.(.+)\.value", c))]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     sets = _datasets(frame)
     for ax, where, label in ((axes[0], "theta_bar", "at θ̄* (mean of sample-wise optima)"),
-                             (axes[1], "trained", "at trained θ̂")):
+                             (axes[1], "trained", "at trained θ̂ (scale only)")):
         lows, highs = [], []
         for b, name in enumerate(names):
             for s, data_name in enumerate(sets):
@@ -78,7 +80,8 @@ def bound_vs_measured(frame: pd.DataFrame) -> Figure:
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("bound value (measured constants)")
     axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle("Bounds vs measured losses: points above y = x are networks where the bound held")
+    fig.suptitle("Bounds vs measured losses: at θ̄* points above y = x are networks where the bound held; "
+                 "at θ̂ the bounds are far looser and the comparison carries no information", fontsize=10)
     return fig
 
 
@@ -112,7 +115,7 @@ def proxies_vs_accuracy(frame: pd.DataFrame) -> Figure:
                               (axes[1], "psi_2", "Ψ_2 (exact)")):
         for s, name in enumerate(_datasets(frame)):
             sub = _subset(frame, name)
-            acc = _numbers(sub, "trained.test_accuracy")
+            acc = _numbers(sub, "trained.test_acc")
             keep = np.isfinite(acc)
             if keep.any():
                 ax.scatter(_numbers(sub, column)[keep], acc[keep], s=18, alpha=0.75,

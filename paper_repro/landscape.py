@@ -156,8 +156,8 @@ def write_report(report: Report, result: Result, args: argparse.Namespace) -> Pa
     })
     table = rows.assign(network=[_network(r) for _, r in rows.iterrows()]).sort_values("psi_2")
     cols = {"network": "network", "psi_2": "Ψ_2", "psi_1": "Ψ_1", "proxy.gradsign": "GradSign"}
-    if "trained.test_accuracy" in table:
-        cols["trained.test_accuracy"] = "trained test accuracy"
+    if "trained.test_acc" in table:
+        cols["trained.test_acc"] = "trained test accuracy"
     shown = table[list(cols)].rename(columns=cols)
     report.section("Population, by Ψ_2", "Smallest Ψ_2 first: the dense end of the population.")
     report.table(shown.round(4), "population")

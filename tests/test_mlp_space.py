@@ -89,3 +89,23 @@ def test_small_cnn_counts_and_shape(batchnorm):
     assert net(torch.randn(4, 1, 8, 8)).shape == (4, 10)
     with pytest.raises(ValueError, match="depth"):
         mlp.small_cnn(1, 10, width=8, depth=0)
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_small_cnn_init_scale_multiplies_the_same_draws(batchnorm):
+    torch.manual_seed(5)
+    base = mlp.small_cnn(1, 10, width=4, depth=2, batchnorm=batchnorm)
+    torch.manual_seed(5)
+    scaled = mlp.small_cnn(1, 10, width=4, depth=2, batchnorm=batchnorm, init_scale=1.5)
+    modules = dict(base.named_modules())
+    scaled_names = []
+    for (name, p), (_, q) in zip(base.named_parameters(), scaled.named_parameters()):
+        owner, kind = name.rsplit(".", 1)
+        if kind == "weight" and isinstance(modules[owner], (nn.Conv2d, nn.Linear)):
+            assert torch.equal(q, 1.5 * p)
+            scaled_names.append(name)
+        else:  # conv and head biases, BatchNorm's affine parameters
+            assert torch.equal(q, p)
+    assert len(scaled_names) == 3
+    with pytest.raises(ValueError, match="init_scale must be a finite number"):
+        mlp.small_cnn(1, 10, init_scale=float("nan"))

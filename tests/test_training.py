@@ -148,6 +148,36 @@ def test_evaluate_matches_direct_sums(iris):
     assert acc == sum(int(logits[i].argmax() == iris.y_test[i]) for i in range(len(logits))) / len(logits)
 
 
+def test_evaluate_mse_on_one_hot_targets_counts_accuracy_against_labels(iris):
+    model = _mlp(4)
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    onehot = F.one_hot(iris.y_test, 3).float()
+    loss, acc = evaluate(model, state, iris.X_test, onehot, loss="mse", labels=iris.y_test, batch_size=5)
+    with torch.no_grad():
+        out = model(iris.X_test)
+    per_sample = [0.5 * float(((out[i] - onehot[i]) ** 2).sum()) for i in range(len(out))]
+    assert loss == pytest.approx(sum(per_sample) / len(per_sample), rel=1e-6)
+    assert acc == sum(int(out[i].argmax() == iris.y_test[i]) for i in range(len(out))) / len(out)
+    assert math.isnan(evaluate(model, state, iris.X_test, onehot, loss="mse")[1])
+    with pytest.raises(ValueError, match="labels has 3 rows"):
+        evaluate(model, state, iris.X_test, onehot, loss="mse", labels=iris.y_test[:3])
+    with pytest.raises(ValueError, match="loss must be one of"):
+        evaluate(model, state, iris.X_test, onehot, loss="l1")
+
+
+def test_evaluate_sums_in_the_requested_dtype(iris):
+    model = _mlp(5)
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        logits = model(iris.X_test)
+    per_sample = [float(F.cross_entropy(logits[i:i + 1], iris.y_test[i:i + 1])) for i in range(len(logits))]
+    exact = math.fsum(per_sample) / len(per_sample)  # float32 losses, summed without rounding
+    loss, _ = evaluate(model, state, iris.X_test, iris.y_test, batch_size=len(logits), sum_dtype=torch.float64)
+    assert loss == pytest.approx(exact, rel=1e-13)
+    default, _ = evaluate(model, state, iris.X_test, iris.y_test, batch_size=len(logits))
+    assert default == pytest.approx(exact, rel=1e-6)
+
+
 def test_flat_feeds_vectors():
     split = load("digits", seed=0)
     model = _mlp(0, d_in=64, d_out=10)

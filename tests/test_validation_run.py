@@ -1,10 +1,13 @@
 """Whole bound-validation runs: SIGKILL and resume, Ray == local, figures from the store, demo."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from empirical.cli import main
 from empirical.commands import demo
@@ -109,7 +112,9 @@ def test_report_states_bounds_correlations_and_assumptions(reference):
     assert "8 networks, 8 measured, 0 failed" in text
     for needle in ("Theorem 1, per-sample β_i", "Theorem 1, uniform β", "Theorem 2 (held-out optima)",
                    "| GradSign vs −Ψ_2 |", "| −Ψ_2 vs test accuracy of θ̂ |", "A1: β_hess ≥ β_eff",
-                   "A3: sign–side agreement rate", "### What held and what did not"):
+                   "A3: sign–side agreement rate", "### What held and what did not",
+                   "### Theorem 1 (per-sample β) and A1: one measurement", "no \"held at θ̂\" count",
+                   "### Proposition 3", "A1 consistent, ReLU networks (blind to kinks: weak evidence)"):
         assert needle in text, needle
 
 
@@ -152,3 +157,93 @@ def reference_like(run_dir):
 
     return ValidationRun(run_dir, RunSummary(12, 0, 12, 0), run_dir / "report.md",
                          (run_dir / "figures" / "landscape.png",))
+
+
+# ------------------------------------------------------------------ report.md against its store
+
+NUMBER = r"(-?\d+(?:\.\d+)?(?:e[+-]\d+)?)"
+
+
+def _printed_matches(printed: str, value: float) -> bool:
+    """Whether `value` rounds to the printed number: within half a unit of its last digit."""
+    mantissa, _, exponent = printed.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    unit = 10.0 ** (-decimals) * 10.0 ** int(exponent or 0)
+    return abs(float(printed) - value) <= 0.5 * unit * (1 + 1e-9)
+
+
+def _cell(text: str, row_label: str, column: int) -> str:
+    """The `column`-th cell (1 = first after the label) of the table row starting with `row_label`."""
+    rows = [line for line in text.splitlines() if line.startswith(f"| {row_label} |")]
+    assert len(rows) == 1, (row_label, rows)
+    return rows[0].split(" | ")[column].strip(" |")
+
+
+def _leading(cell: str) -> str:
+    return re.match(NUMBER, cell).group(1)
+
+
+def test_report_numbers_equal_values_recomputed_from_the_store(reference):
+    """Every checked number of report.md, recomputed here from the raw stored rows (not from
+    the DataFrame the report reads) with numpy/scipy."""
+    text = (reference.run_dir / "report.md").read_text()
+    with ResultsStore(reference.run_dir, create=False) as store:
+        rows = [r["result"] for r in store.rows(status="ok")]
+    n = len(rows)
+    assert f"{n} networks, {n} measured, 0 failed" in text
+
+    medians_at_trained = []
+    labels = (("theorem1_per_sample", "Theorem 1, per-sample β_i"), ("theorem1_uniform", "Theorem 1, uniform β"),
+              ("theorem2", "Theorem 2 (held-out optima)"))
+    for name, label in labels:
+        bounds = [r["bound"][name] for r in rows]
+        held = sum(b["theta_bar"] <= b["value"] for b in bounds)
+        assert _cell(text, label, 1).startswith(f"{held}/{n} (")
+        at_bar = np.median([b["value"] / b["theta_bar"] for b in bounds])
+        assert _printed_matches(_leading(_cell(text, label, 2)), at_bar)
+        hat = [b["value"] / (r["trained"]["test_loss"] if name == "theorem2" else r["trained"]["train_loss"])
+               for b, r in zip(bounds, rows)]
+        assert _printed_matches(_leading(_cell(text, label, 3)), np.median(hat))
+        medians_at_trained.append(np.median(hat))
+    low, high = re.search(rf"the bounds were a median {NUMBER}–{NUMBER} times", text).groups()
+    assert _printed_matches(low, min(medians_at_trained)) and _printed_matches(high, max(medians_at_trained))
+
+    # Theorem 1 (per-sample β) and A1: the counts and the identity.
+    held = [r["bound"]["theorem1_per_sample"]["theta_bar_holds"] for r in rows]
+    consistent = [all(b >= e for b, e in zip(r["a1"]["beta_hess"], r["a1"]["beta_eff"])) for r in rows]
+    assert _cell(text, "A1 consistent on every sample", 1).startswith(f"{sum(consistent)}/{n} (")
+    assert _cell(text, "held, A1 inconsistent on some sample", 1).startswith(
+        f"{sum(h and not c for h, c in zip(held, consistent))}/{n} (")
+    errors = []
+    for r in rows:
+        a1, bound = r["a1"], r["bound"]["theorem1_per_sample"]
+        weighted = [w * (b - e) for b, e, w in zip(a1["beta_hess"], a1["beta_eff"], a1["d2"]) if w > 0]
+        margin = sum(weighted) / (2 * len(a1["d2"]))
+        rhs = margin + r["a2"]["lam"] * r["psi_2"] / 2 - r["a2"]["first_order"]
+        errors.append(abs(bound["value"] - bound["theta_bar"] - rhs) / bound["value"])
+    identity_label = r"the identity: largest \|bound − measured − right-hand side\| / bound over networks"
+    printed_error = float(_leading(_cell(text, identity_label, 1)))
+    assert printed_error < 1e-9 and max(errors) < 1e-9
+    relu = sum(p["model"]["activation"] == "relu" for p in _params(reference.run_dir))
+    assert _cell(text, "ReLU networks (A1 cannot see kinks: power iteration at sampled points misses them)",
+                 1) == f"{relu} of {n}"
+    eig = [r["a1"]["eig_converged_fraction"] for r in rows]
+    cell = _cell(text, "A1: power iteration converged, fraction of segment points, mean over networks; min", 1)
+    assert _printed_matches(_leading(cell), np.mean(eig)) and _printed_matches(cell.rpartition("; ")[2], min(eig))
+
+    # Proposition 3.
+    ratio = [r["psi_1"] / r["sign_split"]["lower_bound"] for r in rows]
+    assert _cell(text, "Ψ_1 ≥ the sign-split lower bound", 1).startswith(
+        f"{sum(r['psi_1'] >= r['sign_split']['lower_bound'] for r in rows)}/{n} (")
+    assert _printed_matches(_leading(_cell(text, "Ψ_1 / lower bound: median [CI]; 5–95%", 1)), np.median(ratio))
+
+    # A rank correlation and the A3 rate.
+    rho = stats.spearmanr([r["proxy"]["gradsign"] for r in rows], [-r["psi_2"] for r in rows]).statistic
+    assert _printed_matches(_leading(_cell(text, "GradSign vs −Ψ_2", 1)), rho)
+    rate = np.mean([r["agreement"]["rate"] for r in rows])
+    assert _printed_matches(_leading(_cell(text, "A3: sign–side agreement rate, mean over networks", 1)), rate)
+
+
+def _params(run_dir):
+    with ResultsStore(run_dir, create=False) as store:
+        return [r["params"] for r in store.rows(status="ok")]

@@ -7,6 +7,8 @@ the 8x8 ``digits`` images.
 
 Both take their initial weights from PyTorch's default initialisation, drawn from the
 global RNG: seed it (``torch.manual_seed``) before building for reproducible weights.
+``init_scale`` then multiplies every weight (``W = init_scale * W_default``; biases and
+BatchNorm parameters keep their default), the same draws scaled.
 Inputs to ``build`` must be flat ``(batch, in_features)`` tensors; use
 ``empirical.data.load(name, flat=True)`` for images.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from proxies.checks import check_choice, check_int, check_number
 
 __all__ = ["ACTIVATIONS", "build", "small_cnn"]
 
@@ -32,9 +36,14 @@ def _activation(name: str) -> nn.Module:
     return nn.Identity()
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+def _scale_weights(model: nn.Module, init_scale: float) -> None:
+    """Multiply the weight of every Linear and Conv2d layer by ``init_scale`` in place."""
+    if init_scale == 1.0:
+        return
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                layer.weight.mul_(init_scale)
 
 
 def build(
@@ -62,14 +71,12 @@ def build(
     >>> sum(p.numel() for p in net.parameters())   # 65*32 + 33*32 + 33*10
     3466
     """
-    _check_int("in_features", in_features, 1)
-    _check_int("width", width, 1)
-    _check_int("depth", depth, 0)
-    _check_int("num_classes", num_classes, 1)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if not isinstance(init_scale, (int, float)) or isinstance(init_scale, bool):
-        raise ValueError(f"init_scale must be a real number, got {init_scale!r}")
+    check_int("in_features", in_features, minimum=1)
+    check_int("width", width, minimum=1)
+    check_int("depth", depth, minimum=0)
+    check_int("num_classes", num_classes, minimum=1)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_number("init_scale", init_scale)
     sizes = [in_features] + [width] * depth + [num_classes]
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -77,16 +84,17 @@ def build(
         if i < depth:
             layers.append(_activation(activation))
     model = nn.Sequential(*layers)
-    if init_scale != 1.0:
-        with torch.no_grad():
-            for layer in model:
-                if isinstance(layer, nn.Linear):
-                    layer.weight.mul_(init_scale)
+    _scale_weights(model, init_scale)
     return model
 
 
 def small_cnn(
-    in_channels: int, num_classes: int, width: int = 16, depth: int = 2, batchnorm: bool = True
+    in_channels: int,
+    num_classes: int,
+    width: int = 16,
+    depth: int = 2,
+    batchnorm: bool = True,
+    init_scale: float = 1.0,
 ) -> nn.Sequential:
     """Small CNN for 8x8 images: ``depth`` conv blocks, global average pool, linear head.
 
@@ -95,11 +103,22 @@ def small_cnn(
     ``AdaptiveAvgPool2d(1)``; the head is ``Linear(width, num_classes)``.
     Parameter count: ``(9 in_channels + [no BN]) width + (depth-1)(9 width + [no BN]) width
     + [BN] 2 width depth + (width + 1) num_classes``.
+
+    ``init_scale`` multiplies the conv and linear weights after the default
+    initialisation (conv biases, BatchNorm and the head's bias keep theirs).
+
+    >>> _ = torch.manual_seed(0)
+    >>> net = small_cnn(1, 10, width=8, depth=2, batchnorm=False)
+    >>> sum(p.numel() for p in net.parameters())   # (9 + 1) 8 + (72 + 1) 8 + (8 + 1) 10
+    754
+    >>> net(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
     """
-    _check_int("in_channels", in_channels, 1)
-    _check_int("num_classes", num_classes, 1)
-    _check_int("width", width, 1)
-    _check_int("depth", depth, 1)
+    check_int("in_channels", in_channels, minimum=1)
+    check_int("num_classes", num_classes, minimum=1)
+    check_int("width", width, minimum=1)
+    check_int("depth", depth, minimum=1)
+    check_number("init_scale", init_scale)
     layers: list[nn.Module] = []
     c_in = in_channels
     for _ in range(depth):
@@ -109,4 +128,6 @@ def small_cnn(
         layers.append(nn.ReLU())
         c_in = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(start_dim=1), nn.Linear(width, num_classes)]
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    _scale_weights(model, init_scale)
+    return model

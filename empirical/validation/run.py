@@ -12,11 +12,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from empirical import results
 from empirical.executors import RunSummary, run_experiment
 from empirical.validation import report as report_module
 from empirical.validation import schema
 from empirical.validation.job import validation_job
+from figures import validation as validation_figures
 
 __all__ = ["ValidationRun", "run_validation", "write_figures", "write_report"]
 
@@ -42,15 +46,26 @@ def run_validation(
     ray_address: str | None = None,
     progress: bool = True,
 ) -> ValidationRun:
-    """Validate the config (before anything runs), run its jobs, write report and figures.
+    r"""Validate the config (before anything runs), run its jobs, write report and figures.
 
     out: the run directory (default ``runs/<config file stem>``). executor / workers /
     ray_address override the config's ``[run]`` table.
 
-    Example:
-        >>> run = run_validation("presets/quick.toml", "runs/quick")   # doctest: +SKIP
-        >>> run.report.read_text().splitlines()[0]                     # doctest: +SKIP
-        '# Bound validation: quick'
+    One tiny network, end to end (a few seconds):
+
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "toy.toml").write_text(
+    ...     '[data]\nname = "iris"\nn = 8\nn_heldout = 4\n[model]\nwidth = 3\n'
+    ...     '[theory]\npower_max_iter = 20\nlandscape_points = 5\n[train]\nepochs = 5\n')
+    >>> run = run_validation(tmp / "toy.toml", tmp / "toy", progress=False)
+    >>> run.summary.ok, run.summary.failed
+    (1, 0)
+    >>> run.report.read_text().splitlines()[0]
+    '# Bound validation: toy'
+    >>> sorted(p.name for p in run.figures)[:2]
+    ['agreement_by_layer.pdf', 'agreement_by_layer.png']
+    >>> import shutil; shutil.rmtree(tmp)
     """
     config = schema.load(config_path)
     overrides = {"executor": executor, "workers": workers, "ray_address": ray_address}
@@ -73,13 +88,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
 
 def write_figures(run_dir: str | os.PathLike) -> tuple[Path, ...]:
     """Every figure of `figures.validation` as RUN/figures/<name>.png and .pdf."""
-    import matplotlib
-
+    # Files only: no window, whatever backend the session picked.
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from figures import validation as validation_figures
-
     run_dir = Path(run_dir)
     frame = results.load(run_dir, status="ok")
     out_dir = run_dir / "figures"
