@@ -21,6 +21,9 @@ import random
 from collections.abc import Mapping
 from typing import Any, Iterator
 
+import numpy as np
+import torch
+
 from empirical.config import Grid, grid_points
 
 __all__ = ["Job", "canonical_json", "expand", "seeded", "to_json_data"]
@@ -213,9 +216,6 @@ def seeded(seed: int) -> Iterator[None]:
     >>> bool((a == b).all())
     True
     """
-    import numpy as np
-    import torch
-
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     saved = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())

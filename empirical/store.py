@@ -58,9 +58,12 @@ def _json_text(value: Any, what: str) -> str | None:
 class ResultsStore:
     """Rows of one run directory, in ``<run_dir>/results.sqlite``.
 
-    >>> store = ResultsStore("runs/demo")                       # doctest: +SKIP
-    >>> store.record(job, status="ok", result={"psi": 0.3})     # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as run_dir, ResultsStore(run_dir) as store:
+    ...     store.record(Job("demo", {"width": 8}, seed=0), status="ok", result={"psi": 0.3})
+    ...     [(row["status"], row["result"]) for row in store.rows()]
     True
+    [('ok', {'psi': 0.3})]
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, create: bool = True):

@@ -20,10 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("entry", metavar="ENTRY", help="entry name, e.g. rank-correlation")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="the entry's options, e.g. --toy")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from paper_repro.__main__ import main
 
     return main([args.entry, *args.options])

@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 __all__ = ["HP", "DATASETS", "load_file", "accuracies"]
 
@@ -54,10 +56,6 @@ DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
 
 def load_file(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict:
     """The benchmark file's dict, loaded with ``weights_only=True`` unless ``allow_pickle``."""
-    import pickle
-
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"NAS-Bench-201 file {str(path)!r} not found; pass the path of your "
@@ -100,7 +98,12 @@ def accuracies(path: str | os.PathLike, *, dataset: str = "cifar10", hp: str = "
     """One row per architecture trained on ``dataset`` under schedule ``hp``: ``arch, index,
     seeds, test_acc, valid_acc, train_acc, params, flops`` (means over seeds; module docstring).
 
-    >>> frame = accuracies("NAS-Bench-201-v1_1-096897.pth", dataset="cifar10")  # doctest: +SKIP
+    A missing file is refused before anything is read:
+
+    >>> accuracies("no-such-file.pth")
+    Traceback (most recent call last):
+        ...
+    ValueError: NAS-Bench-201 file 'no-such-file.pth' not found; pass the path of your NAS-Bench-201-v1_0-e61699.pth or NAS-Bench-201-v1_1-096897.pth (nothing is downloaded)
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")

@@ -31,10 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="PATH", default=str(nb201_digits.JSON_PATH),
                         help="metadata file to write (default: the shipped file)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
         raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
     classes = nb201_digits.select_classes(args.classes, args.selection_seed)

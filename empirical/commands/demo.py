@@ -6,6 +6,7 @@ report and figures are. Rerunning resumes: finished networks are not recomputed.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from empirical.validation.run import run_validation
@@ -13,15 +14,15 @@ from empirical.validation.run import run_validation
 QUICK_PRESET = Path(__file__).resolve().parents[2] / "presets" / "quick.toml"
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run the quick bound-validation preset on digits "
                                            "(report and figures in a few minutes)")
     p.add_argument("--out", default="runs/quick", metavar="DIR", help="run directory (default runs/quick)")
     p.add_argument("--workers", type=int, default=None, help="parallel jobs (default: the preset's)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
-def run(args) -> int:
+def main(args: argparse.Namespace) -> int:
     if not QUICK_PRESET.exists():
         raise ValueError(f"the quick preset is missing at {QUICK_PRESET}; run from a full checkout")
     result = run_validation(QUICK_PRESET, args.out, workers=args.workers)

@@ -16,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory holding results.sqlite")
     parser.add_argument("--csv", metavar="PATH", help="CSV file to write")
     parser.add_argument("--parquet", metavar="PATH", help="Parquet file to write (needs pyarrow)")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     if args.csv is None and args.parquet is None:
         raise ValueError("nothing to write: pass --csv PATH and/or --parquet PATH")
     frame = export(args.run, csv=args.csv, parquet=args.parquet)

@@ -14,10 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "figures (PNG and PDF); nothing is recomputed.",
     )
     parser.add_argument("run", metavar="RUN", help="run directory holding results.sqlite")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     report = write_report(args.run)
     figures = write_figures(args.run)
     print(f"report:  {report}")

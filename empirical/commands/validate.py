@@ -20,10 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ray-address", help="address of an existing Ray cluster (with --executor ray)")
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/<config stem>)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=_main)
+    parser.set_defaults(func=main)
 
 
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {args.workers}")
     run = run_validation(args.config, args.out, executor=args.executor, workers=args.workers,

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import proxies
 import theory
 from empirical import data as datasets
 from empirical.config import Field, Rule, Schema, load_toml, requires, run_section, seeds_field, validate
@@ -81,8 +82,6 @@ def _known(names_fn, what: str):
 
 
 def _proxy_names() -> list[str]:
-    import proxies
-
     return proxies.names()
 
 
@@ -195,8 +194,8 @@ def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a validation config; every problem is reported, each by its key.
 
     Example:
-        >>> cfg = load("presets/quick.toml")          # doctest: +SKIP
-        >>> len(jobs(cfg))                            # doctest: +SKIP
+        >>> cfg = load(Path(__file__).parents[2] / "presets" / "quick.toml")
+        >>> len(jobs(cfg))
         12
     """
     raw = load_toml(path)
