@@ -35,6 +35,8 @@ import torch
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
+from proxies.checks import check_int
+
 __all__ = ["DataSplit", "NAMES", "load"]
 
 _SKLEARN_LOADERS = {
@@ -114,9 +116,7 @@ def _check_options(name: str, options: dict) -> dict:
         )
     opts = {**_TEACHER_DEFAULTS, **options}
     for key in ("n", "d", "width", "outputs"):
-        value = opts[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
+        check_int(key, opts[key], minimum=1)
     if opts["n"] < 4:
         raise ValueError(f"n must be at least 4 to leave train and test samples, got {opts['n']}")
     if not isinstance(opts["noise"], (int, float)) or opts["noise"] < 0:
@@ -143,8 +143,7 @@ def load(name: str, *, flat: bool | None = None, test_size: float = 0.25, seed: 
         raise ValueError(f"unknown data set name {name!r}; valid names: {', '.join(NAMES)}")
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not 0 < test_size < 1:
         raise ValueError(f"test_size must be a fraction strictly between 0 and 1, got {test_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     if flat not in (None, True, False):
         raise ValueError(f"flat must be None, True or False, got {flat!r}")
     if name != "digits" and flat is False:

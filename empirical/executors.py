@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tqdm.auto import tqdm
 
+from proxies.checks import check_int
 from empirical.plan import Job, expand, to_json_data
 from empirical.store import ResultsStore
 
@@ -185,12 +186,9 @@ def run_jobs(
     """
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if threads_per_job is not None and (
-        isinstance(threads_per_job, bool) or not isinstance(threads_per_job, int) or threads_per_job < 1
-    ):
-        raise ValueError(f"threads_per_job must be None or a positive integer, got {threads_per_job!r}")
+    check_int("workers", workers, minimum=1)
+    if threads_per_job is not None:
+        check_int("threads_per_job", threads_per_job, minimum=1)
     if ray_address is not None and executor != "ray":
         raise ValueError("ray_address is only used with executor='ray'")
     if not callable(job_fn):

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from proxies.checks import check_int
 from empirical.config import Grid, grid_points
 
 __all__ = ["Job", "canonical_json", "expand", "seeded", "to_json_data"]
@@ -88,11 +89,7 @@ class Job(Mapping):
             raise ValueError(f"kind must be a non-empty string, got {kind!r}")
         if not isinstance(params, Mapping):
             raise ValueError(f"params must be a dict, got {type(params).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            if type(seed).__module__ == "numpy" and getattr(seed, "ndim", None) == 0:
-                seed = int(seed)
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = check_int("seed", seed, minimum=0)
         params_json = canonical_json(params)
         config_json = None if config is None else canonical_json(config)
         identity = canonical_json({"kind": kind, "params": json.loads(params_json), "seed": seed})
@@ -216,8 +213,7 @@ def seeded(seed: int) -> Iterator[None]:
     >>> bool((a == b).all())
     True
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     saved = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -113,7 +113,7 @@ def test_bad_arguments_are_rejected(tmp_path):
         for kwargs, message in [
             (dict(executor="dask"), "executor must be 'local' or 'ray'"),
             (dict(workers=0), "workers must be a positive integer"),
-            (dict(threads_per_job=0), "threads_per_job must be None or a positive integer"),
+            (dict(threads_per_job=0), "threads_per_job must be a positive integer"),
             (dict(ray_address="auto"), "ray_address is only used with executor='ray'"),
         ]:
             with pytest.raises(ValueError, match=re.escape(message)):

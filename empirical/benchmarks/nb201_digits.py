@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 import proxies
+from proxies.checks import check_int
 from empirical import data as datasets
 from empirical import provenance
 from empirical.plan import Job, seeded
@@ -115,10 +116,8 @@ def select_classes(n_classes: int = 1000, seed: int = 0) -> list[str]:
     (see the module docstring), in a seeded shuffled order (so a partial build is a
     random subset of the selection)."""
     unique = nb201.unique_archs()
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not len(ALWAYS) <= n_classes <= len(unique):
-        raise ValueError(f"n_classes must be an integer in [{len(ALWAYS)}, {len(unique)}], got {n_classes!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("n_classes", n_classes, minimum=len(ALWAYS), maximum=len(unique))
+    check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     strata: dict[int, list[str]] = {k: [] for k in range(len(nb201.EDGES) + 1)}
     for arch in unique:

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from proxies.checks import check_int
 from empirical.spaces import nds
 
 __all__ = ["load", "arch_key"]
@@ -86,8 +87,10 @@ def _parse_record(record, index: int, path: Path, space: str | None) -> tuple[st
         raise ValueError(f"{where}: {err}") from None
     width, depth, aux = net.get("width"), net.get("depth"), net.get("aux", False)
     for name, value in (("net.width", width), ("net.depth", depth)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
+        try:
+            check_int(name, value, minimum=1)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     if not isinstance(aux, bool):
         raise ValueError(f"{where}: net.aux must be true or false, got {aux!r}")
     errors = record.get("test_ep_top1")

@@ -36,6 +36,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from proxies.checks import check_int
+
 __all__ = [
     "OPS",
     "EDGES",
@@ -391,7 +393,6 @@ def build(
     1531546
     """
     for name, value in (("C", C), ("N", N), ("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int(name, value, minimum=1)
     parse(arch_str)
     return TinyNetwork(arch_str, C, N, num_classes, in_channels)
