@@ -8,7 +8,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-__all__ = ["git_revision", "package_version", "versions"]
+__all__ = ["dirty_warning", "git_revision", "package_version", "versions"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _DISTRIBUTIONS = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "sklearn": "scikit-learn"}
@@ -62,3 +62,22 @@ def git_revision(repo_dir: str | Path | None = None) -> str:
     if status.returncode != 0 or status.stdout.strip():
         revision += "-dirty"
     return revision
+
+
+def dirty_warning(revisions) -> str | None:
+    """The warning a report carries when any of ``revisions`` (one or several
+    `git_revision` values) is not a clean commit, else None. Committed results must be
+    made from a clean commit (`tests/test_committed_results.py` refuses them otherwise).
+
+    >>> dirty_warning(["0123abc"]) is None
+    True
+    >>> dirty_warning("0123abc-dirty")[:40]
+    '**Not a committed result: made from a mo'
+    """
+    revisions = [revisions] if isinstance(revisions, str) else list(revisions)
+    unclean = [r for r in revisions if r.endswith("-dirty") or r == "unknown"]
+    if not unclean:
+        return None
+    return (f"**Not a committed result: made from a modified working tree or outside git "
+            f"({', '.join(unclean)}); its numbers cannot be traced to a commit. Regenerate it from a "
+            "clean checkout before committing it.**")

@@ -77,7 +77,11 @@ class Report:
     def settings(self, values: dict) -> None:
         self.lines += ["## Settings", "", "| setting | value |", "|---|---|"]
         self.lines += [f"| {k} | {v} |" for k, v in values.items()]
-        self.lines += [f"| git revision | {provenance.git_revision()} |", ""]
+        revision = provenance.git_revision()
+        self.lines += [f"| git revision | {revision} |", ""]
+        warning = provenance.dirty_warning(revision)
+        if warning:
+            self.lines[4:4] = [warning, ""]
 
     def section(self, title: str, *paragraphs: str) -> None:
         self.lines += [f"## {title}", ""]

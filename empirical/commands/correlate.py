@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from empirical import space_scoring, stats
+from empirical import provenance, space_scoring, stats
 from empirical.benchmarks.benchmark import Benchmark, file_benchmark, load_benchmark
 from figures.correlation import proxy_scatter, rho_bars
 
@@ -121,12 +121,15 @@ def main(args: argparse.Namespace) -> int:
     summary["reference"] = summary["proxy"].isin(REFERENCES)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
+    revision = provenance.git_revision()
+    warning = provenance.dirty_warning(revision)
     sources = ", ".join(f"{r} from {'the run' if r in names else 'the benchmark'}"
                         for r in REFERENCES if r in ranked)
     text = (f"Rank correlation with {truth_name} {target} over {len(joined)} architectures "
             f"(95% percentile bootstrap CIs, n_boot={args.n_boot}, seed={args.seed}; top half = the "
             f"{int(summary['top_half_n'].max())} best by {target}; partial ρ and τ control for {covariate}; "
-            f"size references: {sources or 'none available'}).\n\n" + stats.to_markdown(summary) + "\n")
+            f"size references: {sources or 'none available'}). Git revision: {revision}.\n\n"
+            + (f"{warning}\n\n" if warning else "") + stats.to_markdown(summary) + "\n")
     (out / "correlation.md").write_text(text)
     summary.to_json(out / "correlation.json", orient="records", indent=2)
     joined.to_csv(out / "correlation_data.csv", index=False)

@@ -35,7 +35,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from empirical import stats
+from empirical import provenance, stats
 from empirical.stats import Estimate, proportion_ci
 
 __all__ = ["MIN_SAMPLES", "QUANTITIES", "render", "theorem1_identity"]
@@ -424,6 +424,7 @@ def render(frame: pd.DataFrame, title: str = "run") -> str:
         f"Git revision(s): {', '.join(revisions)}. Versions: "
         + "; ".join(f"{k} {', '.join(v)}" for k, v in sorted(versions.items())) + ".",
         "",
+        *([provenance.dirty_warning(revisions), ""] if provenance.dirty_warning(revisions) else []),
         "Population (values taken over the grid):",
         "",
         *[f"- {line}" for line in _population(frame)],
