@@ -44,6 +44,7 @@ def scores_by_setting(bench: Benchmark, knob: str, settings: list, fixed: dict, 
     for value in settings:
         frame = score_frame(bench.archs, proxies=["gradsign"], store_dir=store, C=bench.C, N=bench.N,
                             data=bench.data, seed=args.seed, workers=args.workers, progress=not args.no_progress,
+                            device=args.device,
                             **{**fixed, knob: value})
         columns[f"gradsign_{knob}_{value}"] = frame["gradsign"].to_numpy(dtype=float)
     return pd.DataFrame({"arch": bench.archs, "test_acc": bench.test_acc, **columns})

@@ -74,7 +74,7 @@ def compute(args: argparse.Namespace, out: Path) -> Result:
     bench = load_benchmark("toy" if args.toy else "nb201-digits", seed=args.seed)
     scores = score_frame(bench.archs, proxies=["gradsign"], store_dir=score_store(args, out), C=bench.C, N=bench.N,
                          data=bench.data, batch=s["batch"], seed=args.seed, workers=args.workers,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, device=args.device)
     accuracy = bench.test_acc
     score = scores["gradsign"].to_numpy(dtype=float)
     score = np.where(np.isfinite(score), score, -np.inf)

@@ -81,7 +81,7 @@ def compute(args: argparse.Namespace, out: Path) -> Result:
     bench = benchmark(args)
     scores = score_frame(bench.archs, proxies=proxy_names, store_dir=score_store(args, out), C=bench.C, N=bench.N,
                          data=bench.data, batch=batch, seed=args.seed, workers=args.workers,
-                         progress=not args.no_progress, cifar_path=bench.cifar_path)
+                         progress=not args.no_progress, cifar_path=bench.cifar_path, device=args.device)
     table, differences = reference_comparison(scores, proxy_names, bench.test_acc, "gradsign", n_boot=args.n_boot,
                                               seed=args.seed)
     paper = [paper_numbers.spearman(name) for name in proxy_names]

@@ -1,10 +1,17 @@
-"""The result object of the sample-wise solvers (docs/theory.md §2)."""
+"""The result object of the sample-wise solvers (docs/theory.md §2), and which of its
+samples the consumers use (`kept_samples`)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from math import prod
 
+import torch
 from torch import Tensor
+
+__all__ = ["SampleWiseOptima", "kept_samples"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,12 @@ class SampleWiseOptima:
 
     Example
     -------
-    >>> opt.unflatten(opt.theta[0])["0.weight"].shape   # doctest: +SKIP
-    torch.Size([64, 64])
+    >>> import theory
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2)).double()
+    >>> X, Y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    >>> opt = theory.sample_wise_optima(model, X, Y, loss="mse", solver="gauss_newton")
+    >>> opt.unflatten(opt.theta[0])["0.weight"].shape, opt.n
+    (torch.Size([2, 3]), 4)
     """
 
     theta: Tensor
@@ -62,3 +73,26 @@ class SampleWiseOptima:
             out[name] = flat[..., start:start + size].reshape(*lead, *shape)
             start += size
         return out
+
+
+def kept_samples(optima: SampleWiseOptima, on_unconverged: str = "raise") -> Tensor:
+    """Boolean mask of the samples consumers use: all, or only the converged ones.
+
+    ``on_unconverged="raise"`` refuses optima with unconverged samples; ``"exclude"`` drops
+    them with a logging warning giving the count (interfaces of docs/theory.md §2).
+    """
+    if on_unconverged not in ("raise", "exclude"):
+        raise ValueError(f'on_unconverged must be "raise" or "exclude", got {on_unconverged!r}')
+    converged = optima.converged.bool()
+    bad = int((~converged).sum())
+    if bad and on_unconverged == "raise":
+        raise ValueError(
+            f"optima: {bad} of {optima.n} samples did not converge; rerun the solver with more "
+            'iterations or pass on_unconverged="exclude" to drop them'
+        )
+    if bad:
+        logger.warning("excluding %d of %d unconverged samples", bad, optima.n)
+        if bad == optima.n:
+            raise ValueError("optima: no sample converged; nothing to measure")
+        return converged
+    return torch.ones_like(converged)

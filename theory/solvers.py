@@ -218,7 +218,7 @@ def sample_wise_optima(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
     problem = _Problem(solver, forward, resolved_loss, layers, names, dtype)
-    theta = torch.empty(n, m, dtype=dtype)
+    theta = torch.empty(n, m, dtype=dtype, device=theta0.device)
     results = []
     with layers.hooked():
         for start in range(0, n, chunk_size):
@@ -378,12 +378,12 @@ class _Problem:
         if self.solver == "gauss_newton":
             J = {n: j.flatten(2) for n, j in ev["generic"].items()}
             r = ev["r"]
-            G = torch.zeros(r.shape[0], r.shape[1], r.shape[1], dtype=r.dtype)
+            G = torch.zeros(r.shape[0], r.shape[1], r.shape[1], dtype=r.dtype, device=r.device)
             for j in J.values():
                 G = G + j @ j.mT
             for name, layer in self.layers.layers.items():
                 G = G + gram(ev["B"][name], ev["inputs"][name], layer.weight is not None, layer.bias is not None)
-            eye = torch.eye(r.shape[1], dtype=r.dtype)
+            eye = torch.eye(r.shape[1], dtype=r.dtype, device=r.device)
             G = torch.where(live[:, None, None], G + opts["eps"] * eye, eye)
             u = torch.linalg.solve(G, torch.where(live[:, None], r, 0.0))  # Δ = −Jᵀ(JJᵀ + εI)⁻¹ r = −Jᵀu
             for n, j in J.items():
@@ -418,17 +418,17 @@ def _run_chunk(
     for p in theta0.values():
         spans.append((start, start + p.numel()))
         start += p.numel()
-    loss = torch.full((c,), float("nan"), dtype=dtype)
+    loss = torch.full((c,), float("nan"), dtype=dtype, device=x.device)
     grad_norm = torch.full_like(loss, float("nan"))
     prox_norm = torch.full_like(loss, float("nan"))
-    iterations = torch.zeros(c, dtype=torch.long)
-    converged = torch.zeros(c, dtype=torch.bool)
-    diverged = torch.zeros(c, dtype=torch.bool)
+    iterations = torch.zeros(c, dtype=torch.long, device=x.device)
+    converged = torch.zeros(c, dtype=torch.bool, device=x.device)
+    diverged = torch.zeros(c, dtype=torch.bool, device=x.device)
     # Working set: rows `idx` of the chunk; `live` marks those still running (all have
     # taken `it` steps). Stopped rows are recorded at once and dropped from the working
     # set in batches.
-    idx, xs, ys = torch.arange(c), x, y
-    live = torch.ones(c, dtype=torch.bool)
+    idx, xs, ys = torch.arange(c, device=x.device), x, y
+    live = torch.ones(c, dtype=torch.bool, device=x.device)
     th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
     for it in range(opts["max_iter"] + 1):
         # Fresh per-sample buffer copies: training-mode BatchNorm writes its running

@@ -1,6 +1,10 @@
 """`gradsign correlate RUN --truth ...`: how well each proxy of a space-score run ranks
 architectures by a trained ground truth (Spearman, Kendall, top-k precision), from the
-statistics of `empirical.stats` and a benchmark of `empirical.benchmarks.benchmark`."""
+statistics of `empirical.stats` and a benchmark of `empirical.benchmarks.benchmark`.
+
+Scores and truth are joined on the architecture key of the run's space
+(`empirical.architectures`): NB201's arch string, NB101's hash, the NDS file's key.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +12,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from empirical import space_scoring, stats
-from empirical.benchmarks.benchmark import Benchmark, file_benchmark, load_benchmark
+from empirical import architectures, space_scoring, stats
+from empirical.benchmarks.benchmark import (Benchmark, file_benchmark, load_benchmark, nb101_file_benchmark,
+                                            nds_file_benchmark)
 from figures.correlation import proxy_scatter, rho_bars
 
 
@@ -21,8 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write RUN/correlation.md (printed too), correlation.csv/.json and figures.",
     )
     parser.add_argument("run", metavar="RUN", help="a space-score run directory")
-    parser.add_argument("--truth", default="nb201-digits", metavar="nb201-digits|nb201-file:PATH",
-                        help="the shipped mini-benchmark, or your NAS-Bench-201 .pth file")
+    parser.add_argument("--truth", default="nb201-digits",
+                        metavar="nb201-digits|nb201-file:PATH|nb101-file:PATH|nds-file:PATH",
+                        help="the shipped mini-benchmark, or your NAS-Bench-201 .pth, NAS-Bench-101 .tfrecord "
+                             "or NDS .json file")
+    parser.add_argument("--space", choices=list(architectures.SPACES),
+                        help="the run's rows of this space (default: the one space the run holds)")
     parser.add_argument("--metric", default="test_acc",
                         help="ground-truth column (test_acc, train_acc, test_loss, ...; accuracies as fractions)")
     parser.add_argument("--dataset", default="cifar10", help="dataset of a NAS-Bench-201 file")
@@ -39,14 +48,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool) -> tuple[Benchmark, str]:
-    """The benchmark ``--truth`` names and how the report calls it."""
+def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool, space: str = "nb201") -> tuple[Benchmark, str]:
+    """The benchmark ``--truth`` names and how the report calls it (``space``: the NDS
+    space whose op set an NDS file's genotypes are checked against)."""
     if spec == "nb201-digits":
         return load_benchmark("nb201-digits"), "nb201-digits"
-    if spec.startswith("nb201-file:"):
-        path = spec.split(":", 1)[1]
+    kind, _, path = spec.partition(":")
+    if kind == "nb201-file" and path:
         return file_benchmark(path, dataset=dataset, hp=hp, allow_pickle=trust_file), f"NAS-Bench-201 {dataset}"
-    raise ValueError(f"--truth must be 'nb201-digits' or 'nb201-file:PATH', got {spec!r}")
+    if kind == "nb101-file" and path:
+        return nb101_file_benchmark(path), "NAS-Bench-101 CIFAR-10"
+    if kind == "nds-file" and path:
+        if space not in architectures.NDS_SPACES:
+            raise ValueError(f"--truth nds-file: needs a run of an NDS space (--space nds-darts, ...), not {space}")
+        return nds_file_benchmark(path, space=space), f"NDS {architectures.NDS_SPACES[space]}"
+    raise ValueError(f"--truth must be 'nb201-digits', 'nb201-file:PATH', 'nb101-file:PATH' or 'nds-file:PATH', "
+                     f"got {spec!r}")
 
 
 def proxy_columns(table) -> list[str]:
@@ -55,11 +72,20 @@ def proxy_columns(table) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file)
+    spaces = space_scoring.stored_spaces(args.run)
+    if not spaces:
+        raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")
+    if args.space is None and len(spaces) > 1:
+        raise ValueError(f"run {args.run!r} holds rows of the spaces {', '.join(spaces)}: pick one with --space")
+    space = args.space or spaces[0]
+    bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file,
+                                   space=space)
+    if bench.space != space:
+        raise ValueError(f"--truth {args.truth} is a {bench.space} benchmark, but the run's rows are {space}")
     truth = bench.table
     if args.metric not in truth.columns:
         raise ValueError(f"--metric {args.metric!r} is not a column of the truth; available: {list(truth.columns)}")
-    scores = space_scoring.space_table(args.run, expand=True)
+    scores = space_scoring.space_table(args.run, expand=True, space=space)
     names = proxy_columns(scores)
     if not names:
         raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")

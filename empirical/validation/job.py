@@ -27,7 +27,9 @@ the test loss of θ̂). Losses are the theory's per-sample losses averaged over 
 
 Everything random comes from ``job.seed`` (θ_0, A1's segment points and power-iteration
 starts, the training order) and from ``data.sample_seed`` (S), so a job gives the same
-row under every executor. Stage wall times are stored under ``seconds``.
+row under every executor. Stage wall times are stored under ``seconds``, the device the
+job ran on under ``device``: the data and the network (built on the CPU, the same θ_0
+everywhere) are moved there once, after which everything is computed where they are.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from torch.func import functional_call
 import proxies
 import theory
 from empirical import data as datasets
+from empirical.devices import resolve_device
 from empirical.executors import failure
 from empirical.plan import Job, seeded
 from empirical.spaces import mlp
@@ -143,7 +146,7 @@ def _loss_and_accuracy(model: nn.Module, state: dict[str, Tensor], X: Tensor, Y:
 def _unconverged_problem(opt, allowed: float, which: str) -> str | None:
     bad = int((~opt.converged).sum())
     if bad > allowed * opt.n:
-        diverged = int(opt.extra.get("diverged", torch.zeros(1, dtype=torch.bool)).sum())
+        diverged = int(opt.extra.get("diverged", torch.zeros(1, dtype=torch.bool, device=opt.converged.device)).sum())
         return (f"solver {opt.solver!r} left {bad}/{opt.n} {which} samples unconverged ({diverged} diverged; "
                 f"allowed fraction {allowed}); options {opt.options}; max l*_i "
                 f"{float(opt.loss.nan_to_num(float('inf')).max()):.3g}")
@@ -212,7 +215,7 @@ def _landscape(model, opt, X, Y, loss, points: int, samples: int) -> dict:
     off_line = (offsets - t_star[:, None] * u[None, :]).norm(dim=1)
     lo, hi = min(0.0, float(t_star.min())), max(0.0, float(t_star.max()))
     pad = 0.25 * (hi - lo)
-    t = torch.linspace(lo - pad, hi + pad, points, dtype=theta.dtype)
+    t = torch.linspace(lo - pad, hi + pad, points, dtype=theta.dtype, device=theta.device)
     k = min(samples, theta.shape[0])
     fn = flat_sample_loss(model, opt.param_names, opt.param_shapes, loss)
     line = theta0[None, :] + t[:, None] * u[None, :]                       # (T, m)
@@ -231,8 +234,8 @@ def _landscape(model, opt, X, Y, loss, points: int, samples: int) -> dict:
     }
 
 
-def validation_job(job: Job) -> dict:
-    """Theory at θ_0 and training for one network; see the module docstring.
+def validation_job(job: Job, device: str = "cpu") -> dict:
+    """Theory at θ_0 and training for one network, on ``device``; see the module docstring.
 
     Returns the metrics dict of one results row, or `empirical.executors.failure(reason)`
     when the solver leaves too many samples unconverged or training diverges.
@@ -242,13 +245,16 @@ def validation_job(job: Job) -> dict:
     loss = theory_cfg["loss"]
     seconds: dict[str, float] = {}
     d = prepare_data(params)
-    X, Y = d["X"], d["Y"]
     model = build_model(model_cfg, d["input_shape"], d["outputs"], job.seed)
+    device = resolve_device(device)
+    d = {key: value.to(device) if isinstance(value, Tensor) else value for key, value in d.items()}
+    model = model.to(device)
+    X, Y = d["X"], d["Y"]
     theta0_state = {name: p.detach() for name, p in model.named_parameters()}
     weights = set(select_param_names(model, "weights"))
     row: dict = {"n_params": sum(p.numel() for p in model.parameters()),
                  "n_weights": sum(p.numel() for name, p in model.named_parameters() if name in weights),
-                 "n": X.shape[0]}
+                 "n": X.shape[0], "device": str(device)}
 
     loss_fn = resolve_loss(loss).fn
     with _timed(seconds, "proxies"):

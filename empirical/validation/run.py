@@ -7,12 +7,14 @@ the store alone, so ``gradsign figures RUN`` regenerates them at any time.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from empirical import results
+from empirical.devices import resolve_device
 from empirical.executors import RunSummary, run_experiment
 from empirical.validation import report as report_module
 from empirical.validation import schema
@@ -41,24 +43,28 @@ def run_validation(
     workers: int | None = None,
     ray_address: str | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> ValidationRun:
     """Validate the config (before anything runs), run its jobs, write report and figures.
 
     out: the run directory (default ``runs/<config file stem>``). executor / workers /
-    ray_address override the config's ``[run]`` table.
+    ray_address override the config's ``[run]`` table. device: where each job's networks
+    and data live (`empirical.devices`; how a row was computed, recorded in it, not
+    part of its hash).
 
     Example:
         >>> run = run_validation("presets/quick.toml", "runs/quick")   # doctest: +SKIP
         >>> run.report.read_text().splitlines()[0]                     # doctest: +SKIP
         '# Bound validation: quick'
     """
+    device = str(resolve_device(device))
     config = schema.load(config_path)
     overrides = {"executor": executor, "workers": workers, "ray_address": ray_address}
     config["run"] = {**config["run"], **{k: v for k, v in overrides.items() if v is not None}}
     if config["run"]["ray_address"] is not None and config["run"]["executor"] != "ray":
         raise ValueError("--ray-address needs --executor ray")
     run_dir = Path(out) if out is not None else Path("runs") / Path(config_path).stem
-    summary = run_experiment(config, validation_job, run_dir, progress=progress)
+    summary = run_experiment(config, functools.partial(validation_job, device=device), run_dir, progress=progress)
     log.info("run %s: %s", run_dir, summary)
     return ValidationRun(run_dir, summary, write_report(run_dir), write_figures(run_dir))
 
