@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool, space: str = "nb201") -> tuple[Benchmark, str]:
+def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool, space: str | None = None) -> tuple[Benchmark, str]:
     """The benchmark ``--truth`` names and how the report calls it (``space``: the NDS
     space whose op set an NDS file's genotypes are checked against)."""
     if spec == "nb201-digits":
@@ -71,15 +71,21 @@ def proxy_columns(table) -> list[str]:
     return [c for c in table.columns if f"{c}_seconds" in table.columns]
 
 
-def main(args: argparse.Namespace) -> int:
-    spaces = space_scoring.stored_spaces(args.run)
+def run_space(run: str) -> str:
+    """The one space whose rows the run holds (ValueError: none, or several)."""
+    spaces = space_scoring.stored_spaces(run)
     if not spaces:
-        raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")
-    if args.space is None and len(spaces) > 1:
-        raise ValueError(f"run {args.run!r} holds rows of the spaces {', '.join(spaces)}: pick one with --space")
-    space = args.space or spaces[0]
+        raise ValueError(f"run {run!r} holds no space-score rows; run 'gradsign space-score --out {run}' first")
+    if len(spaces) > 1:
+        raise ValueError(f"run {run!r} holds rows of the spaces {', '.join(spaces)}: pick one with --space")
+    return spaces[0]
+
+
+def main(args: argparse.Namespace) -> int:
+    space = args.space or (run_space(args.run) if args.truth.startswith("nds-file:") else None)
     bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file,
                                    space=space)
+    space = space or run_space(args.run)
     if bench.space != space:
         raise ValueError(f"--truth {args.truth} is a {bench.space} benchmark, but the run's rows are {space}")
     truth = bench.table
