@@ -37,7 +37,7 @@ def psi(
             "exclude" drops them with a logged warning giving the count.
 
     Example:
-        >>> psi(torch.tensor([[0.0], [2.0]]))   # (1/4)(0 + 4 + 4 + 0)
+        >>> round(psi(torch.tensor([[0.0], [2.0]])), 12)   # (1/4)(0 + 4 + 4 + 0), up to round-off
         2.0
         >>> psi(torch.tensor([[0.0], [2.0]]), norm=1)
         1.0
