@@ -15,9 +15,10 @@ Networks, at the benchmarks' CIFAR-10 sizes:
 * ``nds-<space>``: the space's reference genotype (``nds.REFERENCE``) at DARTS's CIFAR-10
   evaluation size, C=36 and 20 cells, without the auxiliary head (``--C``, ``--layers``).
 
-Printed per network: parameters, the time of every run, their range, the ratio of the
-median to the baseline's median (measured in the same process), and the 1-minute load
-average before and after.
+Printed per network: parameters, the wall time and the CPU time (``time.process_time``:
+what one idle core would need, much less inflated by other processes than the wall
+time) of every run, their ranges, the ratios of the medians to the baseline's medians
+(measured in the same process), and the 1-minute load average before and after.
 """
 from __future__ import annotations
 
@@ -55,20 +56,21 @@ def builder(space: str, C: int, layers: int):
     return lambda: nds.build(name, nds.GENOTYPES[nds.REFERENCE[name]], C=C, layers=layers)
 
 
-def time_runs(build, runs: int, batch: int, seed: int) -> tuple[int, list[float], float, float]:
+def time_runs(build, runs: int, batch: int, seed: int) -> tuple[int, list[float], list[float], float, float]:
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn(batch, 3, 32, 32, generator=generator)
     targets = torch.randint(0, 10, (batch,), generator=generator)
     load_before = os.getloadavg()[0]
-    times, params = [], 0
+    walls, cpus, params = [], [], 0
     for _ in range(runs):
         torch.manual_seed(seed)
         model = build()
         params = sum(p.numel() for p in model.parameters())
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         proxies.gradsign(model, inputs, targets)
-        times.append(time.perf_counter() - start)
-    return params, times, load_before, os.getloadavg()[0]
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return params, walls, cpus, load_before, os.getloadavg()[0]
 
 
 def main() -> int:
@@ -88,12 +90,14 @@ def main() -> int:
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     baseline = None
     for space in spaces:
-        params, times, load_a, load_b = time_runs(builder(space, args.C, args.layers), args.runs, args.batch,
-                                                  args.seed)
-        median = statistics.median(times)
-        baseline = baseline or median
-        print(f"{space:12s} {params / 1e6:6.3f} M params  runs " + " ".join(f"{t:7.1f}" for t in times)
-              + f" s  range {min(times):.1f}-{max(times):.1f} s  median/nb201 {median / baseline:5.2f}x"
+        params, walls, cpus, load_a, load_b = time_runs(builder(space, args.C, args.layers), args.runs,
+                                                        args.batch, args.seed)
+        medians = statistics.median(walls), statistics.median(cpus)
+        baseline = baseline or medians
+        print(f"{space:12s} {params / 1e6:6.3f} M params  wall " + " ".join(f"{t:6.1f}" for t in walls)
+              + f" s (range {min(walls):.1f}-{max(walls):.1f}, median/nb201 {medians[0] / baseline[0]:5.2f}x)"
+              f"  cpu " + " ".join(f"{t:6.1f}" for t in cpus)
+              + f" s (range {min(cpus):.1f}-{max(cpus):.1f}, median/nb201 {medians[1] / baseline[1]:5.2f}x)"
               f"  load {load_a:.1f} -> {load_b:.1f}", flush=True)
     return 0
 

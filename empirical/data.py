@@ -28,7 +28,7 @@ with ``W1, b1, W2, eps`` standard normal; ``W1, b1, W2`` drawn from ``teacher_se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -80,6 +80,20 @@ class DataSplit:
     @property
     def is_classification(self) -> bool:
         return self.num_classes is not None
+
+    def to(self, device: str | torch.device) -> "DataSplit":
+        """The same split with its four tensors on ``device`` (itself if they are there).
+
+        >>> split = load("iris", seed=0)
+        >>> split.to("cpu") is split, split.to("cpu").X_train.device.type
+        (True, 'cpu')
+        """
+        device = torch.device(device)
+        tensors = (self.X_train, self.y_train, self.X_test, self.y_test)
+        if all(t.device == device for t in tensors):
+            return self
+        return replace(self, X_train=self.X_train.to(device), y_train=self.y_train.to(device),
+                       X_test=self.X_test.to(device), y_test=self.y_test.to(device))
 
 
 def _standardise(train: np.ndarray, test: np.ndarray, per_feature: bool):

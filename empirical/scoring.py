@@ -2,7 +2,7 @@
 `gradsign space-score` and the paper reproduction.
 
 A network is a `NetworkSpec` (family, arguments, initialisation scheme) built from a
-seed (`build_network`) and scored on one seeded batch of training samples
+seed (`build_network`) on a device and scored on one seeded batch of training samples
 (`scoring_batch`; the batches of one seed are nested: the n=8 batch is the start of the
 n=16 batch) by a *scorer*: a small object that says what it computes and how its store
 rows are identified (`Scorer`). `ProxyScorer` computes zero-cost proxies; another
@@ -19,6 +19,10 @@ torch's global RNG as seeded by `build_network`:
 * ``xavier``: ``W ~ N(0, 2/(fan_in + fan_out))`` (Glorot & Bengio 2010), biases 0.
 
 BatchNorm keeps weight 1, bias 0 under every scheme.
+
+Devices (`empirical.devices`): a network is built and initialised on the CPU, then moved,
+so θ_0 does not depend on the device; the scoring batch is drawn by a CPU generator and
+indexed from the split wherever the split lives.
 """
 from __future__ import annotations
 
@@ -33,8 +37,10 @@ import torch
 from torch import Tensor, nn
 
 import proxies
+from empirical import architectures
 from empirical import data as datasets
-from empirical.spaces import mlp, nb201
+from empirical.devices import resolve_device
+from empirical.spaces import mlp
 from proxies.checks import check_choice, check_int
 from proxies.registry import Registry
 
@@ -43,7 +49,7 @@ __all__ = ["INITS", "SPACES", "NetworkSpec", "ProxyScorer", "SCORERS", "Scorer",
 
 log = logging.getLogger(__name__)
 
-SPACES = ("nb201", "mlp")
+SPACES = ("nb201", "mlp", *architectures.SPACES[1:])
 INITS = ("default", "kaiming", "xavier")
 
 
@@ -52,31 +58,44 @@ class NetworkSpec:
     """What to build: a family name, its arguments and the initialisation scheme
     (recorded with every score).
 
+    ``mlp`` takes ``width, depth, activation``; the search spaces (``nb201``, ``nb101``,
+    ``nds-<space>``) take ``arch`` (the key), ``cell`` (nb101 and NDS: the data that
+    builds it) and the size ``C, N``, whose meaning per space (and ``None`` for an NDS
+    cell's own width/depth) is in `empirical.architectures`. ``arch`` and ``cell`` are
+    checked against each other; for nb101 and NDS a missing ``arch`` is the cell's key.
+
     >>> NetworkSpec("mlp", width=8, depth=1).label()
     'mlp-w8-d1-relu'
+    >>> NetworkSpec("nb101", cell={"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}, C=8, N=1).arch
+    '043721b9c7fe8c5fad811d47d83132ec'
     """
 
     space: str
-    arch: str | None = None  # nb201 arch string
-    C: int = 16
-    N: int = 5
+    arch: str | None = None  # nb201 arch string, nb101 hash, NDS file key
+    C: int | None = 16
+    N: int | None = 5
     width: int = 64
     depth: int = 2
     activation: str = "relu"
     init: str = "default"
+    cell: Mapping | None = None  # nb101 {matrix, ops}; NDS {genotype, width, depth, aux}
 
     def __post_init__(self):
         check_choice("space", self.space, SPACES)
         check_choice("init", self.init, INITS)
+        if self.space == "mlp":
+            check_int("width", self.width, minimum=1)
+            check_int("depth", self.depth, minimum=0)
+            return
         if self.space == "nb201" and not self.arch:
             raise ValueError("space 'nb201' needs an arch string (--arch '|op~0|+|...|')")
-        for key in ("C", "N", "width"):
-            check_int(key, getattr(self, key), minimum=1)
-        if self.space == "mlp":
-            check_int("depth", self.depth, minimum=0)
+        architectures.check_size(self.space, self.C, self.N)
+        arch, cell = architectures.check_cell(self.space, self.arch, self.cell)
+        object.__setattr__(self, "arch", arch)
+        object.__setattr__(self, "cell", cell)
 
     def label(self) -> str:
-        name = self.arch if self.space == "nb201" else f"mlp-w{self.width}-d{self.depth}-{self.activation}"
+        name = f"mlp-w{self.width}-d{self.depth}-{self.activation}" if self.space == "mlp" else self.arch
         return name if self.init == "default" else f"{name} init={self.init}"
 
 
@@ -104,29 +123,34 @@ def initialise(model: nn.Module, scheme: str) -> nn.Module:
     return model
 
 
-def build_network(spec: NetworkSpec, split: datasets.DataSplit, seed: int) -> nn.Module:
+def build_network(spec: NetworkSpec, split: datasets.DataSplit, seed: int,
+                  device: str | torch.device = "cpu") -> nn.Module:
     """Build the network at its initialisation θ_0: ``torch.manual_seed(seed)``, the
-    family's constructor, then `initialise` by ``spec.init``."""
+    family's constructor and `initialise` by ``spec.init``, on the CPU; then move it to
+    ``device`` (the same θ_0 on every device)."""
+    device = resolve_device(device)
     torch.manual_seed(seed)
-    if spec.space == "nb201":
-        if len(split.input_shape) != 3:
-            raise ValueError(f"nb201 needs image data; {split.name} has input shape {split.input_shape}")
-        model = nb201.build(spec.arch, C=spec.C, N=spec.N, num_classes=split.num_classes,
-                            in_channels=split.input_shape[0])
-    else:
+    if spec.space == "mlp":
         model = mlp.build(in_features=math.prod(split.input_shape), width=spec.width, depth=spec.depth,
                           num_classes=split.num_classes, activation=spec.activation)
-    return initialise(model, spec.init)
+    else:
+        if len(split.input_shape) != 3:
+            raise ValueError(f"{spec.space} needs image data; {split.name} has input shape {split.input_shape}")
+        model = architectures.build(spec.space, spec.arch, spec.cell, C=spec.C, N=spec.N,
+                                    num_classes=split.num_classes, in_channels=split.input_shape[0])
+    return initialise(model, spec.init).to(device)
 
 
 def scoring_batch(split: datasets.DataSplit, batch: int, seed: int, flat: bool) -> tuple[Tensor, Tensor]:
-    """`batch` training samples: the first `batch` of a `seed`-seeded permutation of the training split."""
+    """`batch` training samples: the first `batch` of a `seed`-seeded permutation of the
+    training split (drawn on the CPU, so the same samples on every device), on the
+    split's device."""
     check_int("batch", batch, minimum=1)
     n = split.X_train.shape[0]
     if batch > n:
         raise ValueError(f"batch {batch} exceeds the {n} training samples of {split.name}")
     generator = torch.Generator().manual_seed(seed)
-    index = torch.randperm(n, generator=generator)[:batch]
+    index = torch.randperm(n, generator=generator)[:batch].to(split.X_train.device)
     x = split.X_train[index]
     return (x.flatten(start_dim=1) if flat else x), split.y_train[index]
 
@@ -230,10 +254,14 @@ SCORERS.add(ProxyScorer.kind, ProxyScorer)
 
 
 def score_network(spec: NetworkSpec, split: datasets.DataSplit, proxy_names: list[str], *, batch: int,
-                  seed: int) -> dict:
-    """One row: the network, its seed, and each proxy's score and time in seconds."""
-    model = build_network(spec, split, seed)
-    x, y = scoring_batch(split, batch, seed, flat=spec.space == "mlp")
-    row = {"network": spec.label(), "space": spec.space, "data": split.name, "batch": batch, "seed": seed}
+                  seed: int, device: str | torch.device = "cpu") -> dict:
+    """One row: the network, its seed, the device, and each proxy's score and time in
+    seconds. The split is moved to ``device`` if it is elsewhere (move it once yourself,
+    `empirical.data.DataSplit.to`, when scoring many networks)."""
+    device = resolve_device(device)
+    model = build_network(spec, split, seed, device)
+    x, y = scoring_batch(split.to(device), batch, seed, flat=spec.space == "mlp")
+    row = {"network": spec.label(), "space": spec.space, "data": split.name, "batch": batch, "seed": seed,
+           "device": str(device)}
     row.update(ProxyScorer(tuple(proxy_names)).score(model, x, y))
     return row

@@ -1,13 +1,17 @@
-"""Score a whole search space (NAS-Bench-201) architecture by architecture, resumably,
-into one results store: the pipeline every architecture score goes through.
+"""Score a search space (NAS-Bench-201, NAS-Bench-101, the NDS cell spaces) architecture
+by architecture, resumably, into one results store: the pipeline every architecture
+score goes through.
 
 What is computed is a *scorer* (`empirical.scoring.Scorer`; `ProxyScorer` for zero-cost
 proxies, the row kind ``space-score``). One store row per architecture: the row's job is
 ``Job(scorer.kind, {space, arch, C, N, data, batch, **scorer.settings()}, seed)`` (for
 proxies ``{..., proxies}``), plus ``init`` when the initialisation scheme is not
-``default`` (so rows scored before the scheme was a setting keep their hashes). Its hash
-therefore covers the architecture, what is scored, the data, the batch size, the seed
-and the network size. A request is served by any stored row whose settings are the
+``default`` (so rows scored before the scheme was a setting keep their hashes), plus
+``cell`` for the spaces whose key alone does not build the network (``nb101``: the
+spec; ``nds-<space>``: the genotype with its width and depth; see
+`empirical.architectures`, which also says what the size ``C, N`` means per space). Its
+hash therefore covers the architecture, what is scored, the data, the batch size, the
+seed and the network size. A request is served by any stored row whose settings are the
 request's and whose scores *cover* it (`Scorer.covers`: a row of proxies {gradsign, snip}
 serves a request for gradsign), so callers asking for the same scores share rows.
 
@@ -24,6 +28,13 @@ a run killed part-way and resumed gives the same numbers.
 (`nb201.unique_archs`, 6,466 of the 15,625 cells) and `space_table` maps the scores back
 to every member of the class (column ``representative``). `score_frame` returns the
 scores of a list of architectures in the caller's order, scoring what is missing.
+
+Devices (``device=``, `empirical.devices`): checked before any job runs; each batch job
+moves its data to the device once per process and builds every network on the CPU
+before moving it there, so θ_0 and the scoring batch are the same on every device. The
+device is how a row was computed, not what it is: it is not part of the row's hash (a
+row computed on one device serves a request made on another) and is recorded in the
+row's timings (``device``).
 
 Data (``data=``):
 
@@ -50,7 +61,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from empirical import architectures
 from empirical import data as datasets
+from empirical.devices import resolve_device
 from empirical.executors import run_jobs
 from empirical.plan import Job, seeded
 from empirical.scoring import INITS, SCORERS, NetworkSpec, ProxyScorer, Scorer, build_network, scoring_batch
@@ -60,7 +73,7 @@ from proxies.checks import check_choice, check_int
 
 __all__ = [
     "DATA", "KIND", "BATCH_KIND", "load_scoring_data", "load_cifar10", "random_cifar", "network_settings",
-    "arch_jobs", "batch_jobs", "score_batch", "PerArchRows", "stored_rows", "score_space", "space_table",
+    "arch_jobs", "batch_jobs", "score_batch", "PerArchRows", "stored_rows", "stored_spaces", "score_space", "space_table",
     "score_frame",
 ]
 
@@ -172,13 +185,36 @@ def load_scoring_data(data: str, cifar_path: str | None = None) -> datasets.Data
     raise ValueError(f"data must be one of {DATA}, got {data!r}")
 
 
-def _check_settings(space: str, data: str, batch: int, seed: int, C: int, N: int, init: str) -> None:
-    check_choice("space", space, ("nb201",))
+@functools.lru_cache(maxsize=4)
+def _scoring_data_on(data: str, cifar_path: str | None, device: str) -> datasets.DataSplit:
+    """`load_scoring_data` moved to ``device``: once per process and device."""
+    return load_scoring_data(data, cifar_path).to(device)
+
+
+def _check_settings(space: str, data: str, batch: int, seed: int, C: int | None, N: int | None,
+                    init: str) -> None:
+    check_choice("space", space, architectures.SPACES)
     check_choice("data", data, DATA)
-    for name, value in (("batch", batch), ("C", C), ("N", N)):
-        check_int(name, value, minimum=1)
+    check_int("batch", batch, minimum=1)
+    architectures.check_size(space, C, N)
     check_int("seed", seed, minimum=0)
     check_choice("init", init, INITS)
+
+
+def _cells(space: str, archs: list[str], cells: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The cell of every architecture (None for nb201). Each is checked against its key
+    when its network is built (a mismatch is that architecture's failed row), not here:
+    computing 423,624 NB101 hashes up front would cost minutes on every resume."""
+    if space == "nb201":
+        if cells is not None:
+            raise ValueError("nb201 architectures are their arch strings: pass no cells")
+        return None
+    if cells is None:
+        raise ValueError(f"space {space!r} needs cells= (arch -> cell, see empirical.architectures)")
+    missing = [a for a in archs if a not in cells]
+    if missing:
+        raise ValueError(f"{len(missing)} architecture(s) have no cell in cells=, first: {missing[0]!r}")
+    return cells
 
 
 def _scorer(proxies: list[str] | None, scorer: Scorer | None) -> Scorer:
@@ -209,24 +245,33 @@ def _network_key(params: Mapping[str, Any]) -> tuple:
 
 
 def arch_jobs(archs: list[str], *, proxies: list[str] | None = None, scorer: Scorer | None = None, data: str,
-              batch: int = 64, seed: int = 0, C: int = 8, N: int = 1, space: str = "nb201",
-              init: str = "default") -> list[Job]:
-    """The per-architecture jobs: one store row each (module docstring)."""
+              batch: int = 64, seed: int = 0, C: int | None = 8, N: int | None = 1, space: str = "nb201",
+              init: str = "default", cells: Mapping[str, Any] | None = None) -> list[Job]:
+    """The per-architecture jobs: one store row each (module docstring). ``cells`` maps
+    each architecture of an nb101 or NDS space to its cell (`empirical.architectures`)."""
     scorer = _scorer(proxies, scorer)
     _check_settings(space, data, batch, seed, C, N, init)
+    cells = _cells(space, archs, cells)
     common = {**network_settings(space=space, C=C, N=N, data=data, batch=batch, init=init), **scorer.settings()}
-    return [Job(scorer.kind, {**common, "arch": arch}, seed) for arch in archs]
+    if cells is None:
+        return [Job(scorer.kind, {**common, "arch": arch}, seed) for arch in archs]
+    return [Job(scorer.kind, {**common, "arch": arch, "cell": cells[arch]}, seed) for arch in archs]
 
 
-def batch_jobs(jobs: list[Job], archs_per_job: int, cifar_path: str | None = None) -> list[Job]:
-    """Group per-architecture jobs (same settings) into batch jobs of ``archs_per_job``."""
+def batch_jobs(jobs: list[Job], archs_per_job: int, cifar_path: str | None = None,
+               device: str = "cpu") -> list[Job]:
+    """Group per-architecture jobs (same settings) into batch jobs of ``archs_per_job``,
+    to run on ``device``."""
     check_int("archs_per_job", archs_per_job, minimum=1)
     out = []
     for start in range(0, len(jobs), archs_per_job):
         members = jobs[start:start + archs_per_job]
         params = members[0].params
         params.pop("arch")
-        params.update(archs=[m.params["arch"] for m in members], cifar_path=cifar_path, kind=members[0].kind)
+        if params.pop("cell", None) is not None:
+            params["cells"] = [m.params["cell"] for m in members]
+        params.update(archs=[m.params["arch"] for m in members], cifar_path=cifar_path, kind=members[0].kind,
+                      device=str(device))
         out.append(Job(BATCH_KIND, params, members[0].seed))
     return out
 
@@ -237,20 +282,23 @@ def score_batch(job: Job) -> dict:
     ``{"status": "failed", "reason": ...}``; an architecture's failure spares the rest."""
     p = job.params
     scorer = SCORERS.get(p["kind"]).from_settings(p)
-    split = load_scoring_data(p["data"], p.get("cifar_path"))
+    device = resolve_device(p.get("device", "cpu"))
+    split = _scoring_data_on(p["data"], p.get("cifar_path"), str(device))
+    cells = p.get("cells") or [None] * len(p["archs"])
     rows: dict[str, dict] = {}
-    for arch in p["archs"]:
+    for arch, cell in zip(p["archs"], cells):
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         try:
-            spec = NetworkSpec(p["space"], arch=arch, C=p["C"], N=p["N"], init=p.get("init", "default"))
+            spec = NetworkSpec(p["space"], arch=arch, C=p["C"], N=p["N"], init=p.get("init", "default"), cell=cell)
             with seeded(job.seed):
-                model = build_network(spec, split, job.seed)
+                model = build_network(spec, split, job.seed, device)
                 x, y = scoring_batch(split, p["batch"], job.seed, flat=False)
                 rows[arch] = {"status": "ok", "result": scorer.score(model, x, y)}
         except Exception as err:  # one architecture's failure is its own row
             rows[arch] = {"status": "failed", "reason": f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"}
         rows[arch]["wall_s"] = time.perf_counter() - start_wall
         rows[arch]["cpu_s"] = time.process_time() - start_cpu
+        rows[arch]["device"] = str(device)
     return {"rows": rows}
 
 
@@ -277,7 +325,7 @@ class PerArchRows:
             if status == "ok":
                 row = result["rows"][arch]
                 arch_timings = {**batch_timings, "batch_wall_s": batch_timings.get("wall_s"),
-                                "wall_s": row["wall_s"], "cpu_s": row["cpu_s"]}
+                                "wall_s": row["wall_s"], "cpu_s": row["cpu_s"], "device": row.get("device")}
                 written |= self.store.record(arch_job, status=row["status"], result=row.get("result"),
                                              reason=row.get("reason"), timings=arch_timings,
                                              replace_failed=replace_failed)
@@ -285,6 +333,12 @@ class PerArchRows:
                 written |= self.store.record(arch_job, status="failed", reason=reason, timings=batch_timings,
                                              replace_failed=replace_failed)
         return written
+
+
+def stored_spaces(run_dir: str | os.PathLike) -> list[str]:
+    """The spaces of the run's ``space-score`` rows, sorted."""
+    with ResultsStore(run_dir, create=False) as store:
+        return sorted({r["params"]["space"] for r in store.rows() if r["kind"] == KIND})
 
 
 def stored_rows(store: ResultsStore, scorer: Scorer, network: Mapping[str, Any], seed: int) -> dict[str, dict]:
@@ -301,31 +355,35 @@ def stored_rows(store: ResultsStore, scorer: Scorer, network: Mapping[str, Any],
 
 
 def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[str] | None = None,
-                scorer: Scorer | None = None, data: str, batch: int = 64, seed: int = 0, C: int = 8, N: int = 1,
-                init: str = "default", cifar_path: str | None = None, archs_per_job: int = 25,
+                scorer: Scorer | None = None, data: str, batch: int = 64, seed: int = 0, C: int | None = 8,
+                N: int | None = 1, init: str = "default", space: str = "nb201",
+                cells: Mapping[str, Any] | None = None, cifar_path: str | None = None, archs_per_job: int = 25,
                 executor: str = "local", workers: int = 1, threads_per_job: int | None = None,
-                progress: bool = True, retry_failed: bool = False):
-    """Score ``archs`` (``proxies=`` names or a ``scorer=``) into ``run_dir``'s store,
-    skipping those with a covering row (and, unless ``retry_failed``, those whose row
-    failed); returns the `run_jobs` summary counted in batch jobs plus the
-    per-architecture counts ``archs, skipped, ok, failed``."""
+                progress: bool = True, retry_failed: bool = False, device: str = "cpu"):
+    """Score ``archs`` of ``space`` (``proxies=`` names or a ``scorer=``; ``cells`` for
+    nb101 and NDS) into ``run_dir``'s store on ``device``, skipping those with a covering
+    row (and, unless ``retry_failed``, those whose row failed); returns the `run_jobs`
+    summary counted in batch jobs plus the per-architecture counts ``archs, skipped, ok,
+    failed``."""
     scorer = _scorer(proxies, scorer)
+    device = str(resolve_device(device))  # fail here, naming the problem, not in every job
     if data == "cifar10":
         load_scoring_data(data, cifar_path)  # fail here, with the message, not in every job
     jobs = arch_jobs(list(dict.fromkeys(archs)), scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N,
-                     init=init)
-    network = network_settings(C=C, N=N, data=data, batch=batch, init=init)
+                     init=init, space=space, cells=cells)
+    network = network_settings(space=space, C=C, N=N, data=data, batch=batch, init=init)
     with ResultsStore(run_dir) as store:
         covered = stored_rows(store, scorer, network, seed)
         done = store.done_hashes(include_failed=not retry_failed)
         todo = [j for j in jobs if j.job_hash not in done and j.params["arch"] not in covered]
-        batches = batch_jobs(todo, archs_per_job, cifar_path)
+        batches = batch_jobs(todo, archs_per_job, cifar_path, device)
         members = {b.job_hash: todo[i * archs_per_job:(i + 1) * archs_per_job] for i, b in enumerate(batches)}
         summary = run_jobs(batches, score_batch, PerArchRows(store, members), executor=executor,
                            workers=workers, progress=progress, retry_failed=retry_failed,
                            threads_per_job=threads_per_job)
         covered = stored_rows(store, scorer, network, seed)
-        failed = {r["params"]["arch"] for r in store.rows(status="failed") if r["hash"] in {j.job_hash for j in jobs}}
+        hashes = {j.job_hash for j in jobs}
+        failed = {r["params"]["arch"] for r in store.rows(status="failed") if r["hash"] in hashes}
     ok = sum(j.params["arch"] in covered for j in jobs)
     counts = {"archs": len(jobs), "skipped": len(jobs) - len(todo), "ok": ok,
               "failed": sum(j.params["arch"] in failed - set(covered) for j in jobs)}
@@ -334,24 +392,26 @@ def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[s
 
 def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None, data: str | None = None,
                 batch: int | None = None, seed: int | None = None, init: str | None = None,
-                expand: bool = True) -> pd.DataFrame:
+                space: str | None = None, expand: bool = True) -> pd.DataFrame:
     """The run's per-architecture proxy scores as a DataFrame.
 
     Rows of kind ``space-score`` with status 'ok', filtered by the given settings (each
     None: any; ``proxies``: rows that cover them with default options, giving those
-    columns); the rows must then agree on one setting (proxies, options, data, batch, C, N,
-    init, seed), else ValueError.
+    columns); the rows must then agree on one setting (space, proxies, options, data, batch,
+    C, N, init, seed), else ValueError.
     Columns: ``arch, representative, scored`` (True where the row is the scored
-    architecture itself), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``.
-    With ``expand``, every architecture of NAS-Bench-201 whose class representative was
-    scored gets a row carrying the representative's scores (all 15,625 after a full
-    ``unique`` run); a directly scored architecture keeps its own row.
+    architecture itself), ``cell`` (nb101 and NDS: the cell the row was built from, as
+    JSON), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``.
+    With ``expand`` (nb201 only), every architecture of NAS-Bench-201 whose class
+    representative was scored gets a row carrying the representative's scores (all
+    15,625 after a full ``unique`` run); a directly scored architecture keeps its own row.
     """
     with ResultsStore(run_dir, create=False) as store:
         rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
-    wanted = {"data": data, "batch": batch}
+    wanted = {"data": data, "batch": batch, "space": space}
     settings = set()
     records: dict[str, dict] = {}
+    cells: dict[str, str] = {}
     for r in rows:
         params = r["params"]
         options = params.get("options", {})
@@ -364,15 +424,21 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
         if init is not None and params.get("init", "default") != init:
             continue
         names = list(proxies) if proxies is not None else params["proxies"]
-        settings.add((tuple(names), json.dumps(options if proxies is None else {}, sort_keys=True), params["data"],
-                      params["batch"], params["C"], params["N"], params.get("init", "default"), r["seed"]))
+        settings.add((params["space"], tuple(names), json.dumps(options if proxies is None else {}, sort_keys=True),
+                      params["data"], params["batch"], params["C"], params["N"], params.get("init", "default"),
+                      r["seed"]))
         ordered = {k: r["result"][k] for name in names for k in (name, f"{name}_seconds")}
         records.setdefault(params["arch"], {**ordered, "wall_s": (r["timings"] or {}).get("wall_s"),
                                             "cpu_s": (r["timings"] or {}).get("cpu_s")})
+        if "cell" in params:
+            cells.setdefault(params["arch"], json.dumps(params["cell"], sort_keys=True, separators=(",", ":")))
     if len(settings) > 1:
         raise ValueError(f"run {str(run_dir)!r} holds scores under {len(settings)} settings "
-                         f"(proxies, options, data, batch, C, N, init, seed) = {sorted(settings)}; pass proxies=, data=, "
-                         "batch=, init= and seed= to pick one")
+                         f"(space, proxies, options, data, batch, C, N, init, seed) = {sorted(settings, key=str)}; "
+                         "pass space=, proxies=, data=, batch=, init= and seed= to pick one")
+    if settings and next(iter(settings))[0] != "nb201":
+        return pd.DataFrame.from_records([{"arch": arch, "representative": arch, "scored": True,
+                                           "cell": cells.get(arch), **values} for arch, values in records.items()])
     rep_of = nb201.representatives()
     out = []
     if expand:
@@ -388,19 +454,21 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
 
 
 def score_frame(archs: list[str], *, store_dir: str | os.PathLike, proxies: list[str] | None = None,
-                scorer: Scorer | None = None, data: str, batch: int, seed: int = 0, C: int, N: int,
-                init: str = "default", cifar_path: str | None = None, workers: int = 1,
-                archs_per_job: int = 25, progress: bool = True) -> pd.DataFrame:
+                scorer: Scorer | None = None, data: str, batch: int, seed: int = 0, C: int | None, N: int | None,
+                init: str = "default", space: str = "nb201", cells: Mapping[str, Any] | None = None,
+                cifar_path: str | None = None, workers: int = 1, archs_per_job: int = 25, progress: bool = True,
+                device: str = "cpu") -> pd.DataFrame:
     """The scores of ``archs`` as a DataFrame in the caller's order (``arch`` and one column
     per score), computing only what the store at ``store_dir`` does not hold yet (one
-    torch thread per job). Raises ValueError if an architecture could not be scored."""
+    torch thread per job, on ``device``). Raises ValueError if an architecture could not
+    be scored."""
     scorer = _scorer(proxies, scorer)
     score_space(store_dir, archs, scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N, init=init,
-                cifar_path=cifar_path, archs_per_job=archs_per_job, workers=workers, threads_per_job=1,
-                progress=progress)
-    network = network_settings(C=C, N=N, data=data, batch=batch, init=init)
+                space=space, cells=cells, cifar_path=cifar_path, archs_per_job=archs_per_job, workers=workers,
+                threads_per_job=1, progress=progress, device=device)
+    network = network_settings(space=space, C=C, N=N, data=data, batch=batch, init=init)
     hashes = {j.job_hash for j in arch_jobs(archs, scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N,
-                                            init=init)}
+                                            init=init, space=space, cells=cells)}
     with ResultsStore(store_dir) as store:
         found = stored_rows(store, scorer, network, seed)
         failed = {r["params"]["arch"]: r["reason"] for r in store.rows(status="failed") if r["hash"] in hashes}

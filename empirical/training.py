@@ -155,8 +155,10 @@ def evaluate(model: nn.Module, state: dict[str, Tensor], X: Tensor, y: Tensor, *
 def train(model: nn.Module, split: DataSplit, recipe: Recipe, seed: int, flat: bool = False) -> dict:
     """Train a copy of ``model``'s parameters on ``split``'s train part with ``recipe``.
 
-    ``seed`` draws the sample order of every epoch (a ``torch.Generator``; the global RNG
-    is untouched, so seed the model's initialisation separately). ``flat`` feeds
+    ``seed`` draws the sample order of every epoch (a CPU ``torch.Generator``, so the order
+    is the same on every device; the global RNG is untouched, so seed the model's
+    initialisation separately). Training runs where the model and the split are (put
+    both on one device first: `empirical.data.DataSplit.to`). ``flat`` feeds
     ``(n, prod(input_shape))`` vectors instead of the split's tensors as they are.
 
     Returns a dict: ``train_loss, train_acc, test_loss, test_acc`` (full passes in eval
@@ -197,7 +199,7 @@ def train(model: nn.Module, split: DataSplit, recipe: Recipe, seed: int, flat: b
         for _ in range(recipe.epochs):
             order = torch.randperm(n, generator=generator)
             for start in range(0, steps_per_epoch * recipe.batch_size, recipe.batch_size):
-                index = order[start:start + recipe.batch_size]
+                index = order[start:start + recipe.batch_size].to(X_train.device)
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr_at(step, total_steps)
                 output = functional_call(model, state, (X_train[index],))

@@ -46,7 +46,7 @@ def scores_by_setting(bench: Benchmark, knob: str, settings: list, fixed: dict, 
     ``gradsign_<knob>_<value>``, the other scoring options in `fixed`), and the size
     references ``params, flops`` of the networks (which no setting changes)."""
     common = dict(store_dir=store, C=bench.C, N=bench.N, data=bench.data, seed=args.seed, workers=args.workers,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, device=args.device)
     columns = {}
     for value in settings:
         frame = score_frame(bench.archs, proxies=["gradsign"], **common, **{**fixed, knob: value})

@@ -151,7 +151,7 @@ def compute(args: argparse.Namespace, out: Path) -> Result:
     s = _settings(args)
     bench = load_benchmark("toy" if args.toy else "nb201-digits", seed=args.seed)
     options = dict(store_dir=score_store(args, out), C=bench.C, N=bench.N, data=bench.data, batch=s["batch"],
-                   seed=args.seed, workers=args.workers, progress=not args.no_progress)
+                   seed=args.seed, workers=args.workers, progress=not args.no_progress, device=args.device)
     mean = score_frame(bench.archs, scorer=MEAN_GRADSIGN, **options)["gradsign"].to_numpy(dtype=float)
     total = score_frame(bench.archs, proxies=["gradsign"], **options)["gradsign"].to_numpy(dtype=float)
     scores = pd.DataFrame({"arch": bench.archs, "gradsign_mean": mean, "gradsign_sum": total})

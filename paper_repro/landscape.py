@@ -13,6 +13,7 @@ the spread of the optima along u, not the whole geometry.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -122,7 +123,8 @@ def compute(args: argparse.Namespace, out: Path) -> Result:
     else:
         run_dir = out / "population"
         config = population_config(args.toy, args.seed)
-        run_experiment(config, validation_job, run_dir, progress=not args.no_progress)
+        run_experiment(config, functools.partial(validation_job, device=args.device), run_dir,
+                       progress=not args.no_progress)
         shown_dir = run_dir.resolve().relative_to(ROOT) if run_dir.resolve().is_relative_to(ROOT) else run_dir
         source = f"population computed on the spot into {shown_dir} (`validation_job`)"
         config_note = (f"data {_listed(config['data']['name'])} n={config['data']['n']}; MLP family, widths "

@@ -85,7 +85,8 @@ def compute(args: argparse.Namespace, out: Path) -> Result:
     batch = args.batch or (8 if args.toy else 64)
     bench = benchmark(args)
     options = dict(store_dir=score_store(args, out), C=bench.C, N=bench.N, data=bench.data, batch=batch,
-                   seed=args.seed, workers=args.workers, progress=not args.no_progress, cifar_path=bench.cifar_path)
+                   seed=args.seed, workers=args.workers, progress=not args.no_progress, cifar_path=bench.cifar_path,
+                   device=args.device)
     scores = score_frame(bench.archs, proxies=proxy_names, **options)
     references = [name for name in REFERENCES if name not in proxy_names]
     if references:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from empirical.checks import check_int
+from empirical.devices import add_device_argument, resolve_device
 from empirical.registry import Registry
 
 __all__ = ["ENTRIES", "Entry", "register", "names", "get", "add_common_arguments", "add_entry_parsers", "run"]
@@ -62,6 +63,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scores", metavar="DIR",
                         help="score store shared by the entries (default paper_repro/out/scores; --toy: OUT/scores)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_argument(parser)
 
 
 def add_entry_parsers(subparsers) -> None:
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> Path:
     if args.n_boot is None:
         args.n_boot = 200 if args.toy else 2000
     check_int("--n-boot", args.n_boot, minimum=10)
+    args.device = str(resolve_device(args.device))
     # The networks are tiny: one intra-op thread per process is fastest, and parallelism
     # comes from --workers processes.
     torch.set_num_threads(1)

@@ -113,8 +113,9 @@ def segment_points(seg: Segments, points_per_segment: int, seed: int) -> tuple[T
     """`(points (n, P, m), t (P,))` with t = [0, 1, u_1..u_k], u ~ U(0,1) from `seed`."""
     check_int("points_per_segment", points_per_segment, minimum=0)
     gen = torch.Generator().manual_seed(seed)
-    inner = torch.rand(points_per_segment, generator=gen, dtype=torch.float64)
-    t = torch.cat([torch.tensor([0.0, 1.0], dtype=torch.float64), inner]).to(seg.theta.dtype)
+    inner = torch.rand(points_per_segment, generator=gen, dtype=torch.float64)  # on the CPU: the same t everywhere
+    ends = torch.tensor([0.0, 1.0], dtype=torch.float64, device=inner.device)
+    t = torch.cat([ends, inner]).to(device=seg.theta.device, dtype=seg.theta.dtype)
     points = seg.theta[:, None, :] + t[None, :, None] * seg.delta[:, None, :]
     return points, t
 
@@ -169,7 +170,8 @@ def estimate_smoothness(
     def matvec(v: Tensor, rows: Tensor) -> Tensor:
         return hvp(flat_points[rows], xs[rows], ys[rows], v)
 
-    eig = top_eigenvalue(matvec, (n * p, m), dtype=flat_points.dtype, max_iter=max_iter, tol=tol, seed=seed)
+    eig = top_eigenvalue(matvec, (n * p, m), dtype=flat_points.dtype, max_iter=max_iter, tol=tol, seed=seed,
+                         device=flat_points.device)
     beta = eig["lambda_max"].reshape(n, p).amax(dim=1)
     beta_abs = eig["spectral_radius"].reshape(n, p).amax(dim=1)
 

@@ -120,7 +120,7 @@ class Bound:
                 raise ValueError(f"bound {self.name!r} needs constant {key!r}; got {sorted(constants)}")
             value = constants[key]
             if isinstance(value, Tensor):
-                value = value.detach().to(torch.float64).numpy()
+                value = value.detach().to(torch.float64).cpu().numpy()
             values.append(int(value) if arg == n else value)
         return float(self._function(*values))
 

@@ -125,8 +125,11 @@ class FactoredLinears:
             self._taps.z = None
 
     def zeros(self, dtype: torch.dtype) -> dict[str, Tensor]:
-        """The zero perturbations z (one sample's output shape per layer)."""
-        return {name: torch.zeros(layer.out_shape, dtype=dtype) for name, layer in self.layers.items()}
+        """The zero perturbations z (one sample's output shape per layer), on the device of
+        each layer's weight."""
+        modules = dict(self.model.named_modules())
+        return {name: torch.zeros(layer.out_shape, dtype=dtype, device=modules[name].weight.device)
+                for name, layer in self.layers.items()}
 
     def grad_sq_norms(self, delta: dict[str, Tensor], inputs: dict[str, Tensor]) -> list[Tensor]:
         """Each layer's ``‖∂l/∂W‖² + ‖∂l/∂b‖²`` per sample (`grad_sq_norm`), in layer order."""
@@ -227,7 +230,7 @@ def positions(t: Tensor, batch_dims: int) -> Tensor:
 
 def grad_sq_norm(delta: Tensor, inputs: Tensor, weight: bool, bias: bool) -> Tensor:
     """Per-sample ``‖∂l/∂W‖² (+ ‖∂l/∂b‖²)`` from ``δ (c, T, out)`` and ``a (c, T, in)``."""
-    total = torch.zeros(delta.shape[0], dtype=delta.dtype)
+    total = torch.zeros(delta.shape[0], dtype=delta.dtype, device=delta.device)
     if weight:
         total = total + ((delta @ delta.mT) * (inputs @ inputs.mT)).sum((1, 2))
     if bias:
@@ -238,7 +241,7 @@ def grad_sq_norm(delta: Tensor, inputs: Tensor, weight: bool, bias: bool) -> Ten
 def gram(B: Tensor, inputs: Tensor, weight: bool, bias: bool) -> Tensor:
     """The layer's share of ``J Jᵀ`` per sample, from ``B (c, k, T, out)``, ``a (c, T, in)``."""
     c, k = B.shape[:2]
-    total = torch.zeros(c, k, k, dtype=B.dtype)
+    total = torch.zeros(c, k, k, dtype=B.dtype, device=B.device)
     if weight:
         weighted = torch.matmul((inputs @ inputs.mT).unsqueeze(1), B)  # Σ_s (a_t·a_s) B_s
         total = total + B.flatten(2) @ weighted.flatten(2).mT

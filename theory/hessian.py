@@ -109,11 +109,11 @@ def _power_iteration(
     tiny = torch.finfo(v.dtype).tiny
     v = v / v.norm(dim=1, keepdim=True)
     batch = v.shape[0]
-    rayleigh = torch.full((batch,), float("nan"), dtype=v.dtype)
-    norm_av = torch.zeros(batch, dtype=v.dtype)
-    converged = torch.zeros(batch, dtype=torch.bool)
-    iterations = torch.zeros(batch, dtype=torch.long)
-    active = torch.arange(batch)
+    rayleigh = torch.full((batch,), float("nan"), dtype=v.dtype, device=v.device)
+    norm_av = torch.zeros(batch, dtype=v.dtype, device=v.device)
+    converged = torch.zeros(batch, dtype=torch.bool, device=v.device)
+    iterations = torch.zeros(batch, dtype=torch.long, device=v.device)
+    active = torch.arange(batch, device=v.device)
     for _ in range(max_iter):
         av = matvec(v[active], active)
         new = (v[active] * av).sum(dim=1)
@@ -137,6 +137,7 @@ def top_eigenvalue(
     max_iter: int = 500,
     tol: float = 1e-6,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """Largest (algebraic) eigenvalue λ_max of each of B symmetric operators, by power iteration.
 
@@ -153,7 +154,8 @@ def top_eigenvalue(
     l_i(θ) − l*_i = ∫₀¹ (1 − t) vᵀ H(θ*_i + t v) v dt ≤ (sup λ_max / 2) ‖v‖² under A2.
 
     Returns ``{"lambda_max", "spectral_radius", "converged", "iterations"}`` (the last
-    counts both runs); the start vectors are Gaussian from `seed`.
+    counts both runs); the start vectors are Gaussian from `seed`, drawn on the CPU (the
+    same vectors on every device) and moved to `device` (default: the CPU).
 
     Example:
         >>> A = torch.diag(torch.tensor([-5.0, 1.0, 2.0]))[None]
@@ -163,7 +165,7 @@ def top_eigenvalue(
     """
     batch, m = dim
     gen = torch.Generator().manual_seed(seed)
-    v0 = torch.randn(batch, m, generator=gen, dtype=torch.float64).to(dtype)
+    v0 = torch.randn(batch, m, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
     lam, rho, conv, iterations = _power_iteration(matvec, v0, max_iter, tol)
     lam_max = lam.clone()
     need_shift = ~((lam > 0) & (lam >= (1 - 1e-3) * rho))

@@ -69,7 +69,7 @@ def _psi2(theta: Tensor) -> float:
 
 def _psi1(theta: Tensor) -> float:
     n, m = theta.shape
-    weights = (2 * torch.arange(n, dtype=theta.dtype) - (n - 1)).unsqueeze(1)
+    weights = (2 * torch.arange(n, dtype=theta.dtype, device=theta.device) - (n - 1)).unsqueeze(1)
     block = max(1, _PSI1_BLOCK_VALUES // n)
     total = theta.new_zeros(())
     for start in range(0, m, block):

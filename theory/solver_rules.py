@@ -134,11 +134,11 @@ def _gauss_newton_step(theta, ev, opts, live, layers):
     left be, so a non-finite stopped sample never reaches the linear solve."""
     J = {n: j.flatten(2) for n, j in ev["generic"].items()}
     r = ev["r"]
-    G = torch.zeros(r.shape[0], r.shape[1], r.shape[1], dtype=r.dtype)
+    G = torch.zeros(r.shape[0], r.shape[1], r.shape[1], dtype=r.dtype, device=r.device)
     for j in J.values():
         G = G + j @ j.mT
     G = layers.add_gram(G, ev["B"], ev["inputs"])
-    eye = torch.eye(r.shape[1], dtype=r.dtype)
+    eye = torch.eye(r.shape[1], dtype=r.dtype, device=r.device)
     G = torch.where(live[:, None, None], G + opts["eps"] * eye, eye)
     u = torch.linalg.solve(G, torch.where(live[:, None], r, 0.0))
     for n, j in J.items():

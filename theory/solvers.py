@@ -188,7 +188,7 @@ def sample_wise_optima(
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
     passes = SamplePasses(forward, resolved_loss, layers, names, dtype)
-    theta = torch.empty(n, m, dtype=dtype)
+    theta = torch.empty(n, m, dtype=dtype, device=theta0.device)
     results = []
     with layers.hooked():
         for start in range(0, n, chunk_size):
@@ -246,18 +246,18 @@ def _run_chunk(
     for p in theta0.values():
         spans.append((start, start + p.numel()))
         start += p.numel()
-    loss = torch.full((c,), float("nan"), dtype=dtype)
+    loss = torch.full((c,), float("nan"), dtype=dtype, device=x.device)
     grad_norm = torch.full_like(loss, float("nan"))
     recorded = {key: torch.full_like(loss, float("nan")) for key in rule.records}
-    iterations = torch.zeros(c, dtype=torch.long)
-    converged = torch.zeros(c, dtype=torch.bool)
-    diverged = torch.zeros(c, dtype=torch.bool)
+    iterations = torch.zeros(c, dtype=torch.long, device=x.device)
+    converged = torch.zeros(c, dtype=torch.bool, device=x.device)
+    diverged = torch.zeros(c, dtype=torch.bool, device=x.device)
     separate_jacobian_pass = rule.needs == "residual_jacobian" and not passes.all_factored
     # Working set: rows `idx` of the chunk; `live` marks those still running (all have
     # taken `it` steps). Stopped rows are recorded at once and dropped from the working
     # set in batches.
-    idx, xs, ys = torch.arange(c), x, y
-    live = torch.ones(c, dtype=torch.bool)
+    idx, xs, ys = torch.arange(c, device=x.device), x, y
+    live = torch.ones(c, dtype=torch.bool, device=x.device)
     th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
     for it in range(opts["max_iter"] + 1):
         # Fresh per-sample buffer copies: training-mode BatchNorm writes its running

@@ -9,6 +9,12 @@ is a fraction in [0, 1], whatever the source stores.
   ``test_acc_s<seed>``), networks at its own size.
 * ``nb201-file``: the user's NAS-Bench-201 file (`file_benchmark`, read by
   `empirical.benchmarks.nb201_api`; its percentages divided by 100).
+* ``nb101-file``: the user's NAS-Bench-101 record file (`nb101_file_benchmark`, read by
+  `empirical.benchmarks.nb101_records`); ``arch`` is the benchmark's hash, and the table
+  carries each cell's ``matrix`` and ``ops``.
+* ``nds-file``: the user's NDS file of one cell space (`nds_file_benchmark`, read by
+  `empirical.benchmarks.nds_files`); ``arch`` is that module's key, and the table
+  carries each network's ``genotype``, ``width``, ``depth`` and ``aux``.
 * ``toy``: a tiny *synthetic* table for tests and smoke runs: a seeded handful of
   NAS-Bench-201 cells (`toy_benchmark`) with a made-up accuracy, scored at C=4, N=1.
   Its numbers say nothing about any proxy; every report built on it says so.
@@ -20,12 +26,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from empirical.benchmarks import nb201_api, nb201_digits
+from empirical import architectures
+from empirical.benchmarks import nb101_records, nb201_api, nb201_digits, nds_files
 from empirical.spaces import nb201
 from empirical.stats import Estimate
 from proxies.checks import check_choice, check_int
 
-__all__ = ["BENCHMARKS", "Benchmark", "file_benchmark", "load_benchmark", "toy_benchmark"]
+__all__ = ["BENCHMARKS", "Benchmark", "file_benchmark", "load_benchmark", "nb101_file_benchmark",
+           "nds_file_benchmark", "toy_benchmark"]
 
 BENCHMARKS = ("nb201-digits", "toy")
 ACCURACY_COLUMNS = ("test_acc", "train_acc", "valid_acc")
@@ -36,7 +44,9 @@ class Benchmark:
     """A tabular benchmark: one row per architecture with its ground truth.
 
     ``table`` has at least the columns ``arch`` and ``test_acc`` (test accuracy as a
-    fraction); networks are built as ``nb201.build(arch, C, N)`` for data set ``data``.
+    fraction); networks are architectures of ``space`` built at size ``C, N``
+    (`empirical.architectures`; ``nb201.build(arch, C, N)`` for nb201) for data set
+    ``data``.
 
     >>> bench = toy_benchmark(5, seed=1)
     >>> len(bench.archs), bench.synthetic, bool((bench.test_acc < 1).all())
@@ -46,16 +56,28 @@ class Benchmark:
     name: str
     table: pd.DataFrame
     data: str
-    C: int
-    N: int
+    C: int | None
+    N: int | None
     description: str
     synthetic: bool = False
     info: dict = field(default_factory=dict)
     cifar_path: str | None = None
+    space: str = "nb201"
 
     @property
     def archs(self) -> list[str]:
         return self.table["arch"].tolist()
+
+    def cells(self) -> dict[str, dict] | None:
+        """arch -> the cell that builds it (`empirical.architectures`); None for nb201,
+        whose arch strings are their cells."""
+        if self.space == "nb201":
+            return None
+        if self.space == "nb101":
+            return {row.arch: {"matrix": [list(r) for r in row.matrix], "ops": list(row.ops)}
+                    for row in self.table.itertuples()}
+        return {row.arch: architectures.nds_cell(row.genotype, row.width, row.depth, row.aux)
+                for row in self.table.itertuples()}
 
     @property
     def test_acc(self) -> np.ndarray:
@@ -160,3 +182,44 @@ def file_benchmark(path: str, *, dataset: str = "cifar10", hp: str = "200", allo
     return Benchmark("nb201-file", table, data=data, C=C, N=N, cifar_path=cifar_path,
                      description=f"the user's NAS-Bench-201 file {path}: {len(table)} architectures, ground truth "
                                  f"= {epochs} test accuracy on {dataset}; proxies scored on {inputs}")
+
+
+def _inputs(cifar_path: str | None) -> tuple[str, str]:
+    if cifar_path is not None:
+        return "cifar10", f"CIFAR-10 images from {cifar_path}"
+    return "random-cifar", "random-cifar: seeded standard-normal 3×32×32 inputs with random labels (no CIFAR-10 given)"
+
+
+def nb101_file_benchmark(path: str, *, epochs: int = 108, cifar_path: str | None = None,
+                         progress: bool = True) -> Benchmark:
+    """The user's NAS-Bench-101 record file (`empirical.benchmarks.nb101_records.load`):
+    columns ``arch`` (the hash), ``matrix, ops, num_vertices, params, repeats, test_acc,
+    valid_acc, train_acc, training_time`` (accuracies as fractions, means over the
+    repeats) for the runs of ``epochs``; networks at the benchmark's size (stem 128, 3
+    stacks of 3 cells), scored on CIFAR-10 images from ``cifar_path`` if given, else on
+    ``random-cifar``. Reading the whole 108-epoch file takes minutes (pure Python)."""
+    frame = nb101_records.load(path, epochs=epochs, progress=progress)
+    table = frame.rename(columns={"hash": "arch"})
+    data, inputs = _inputs(cifar_path)
+    C, N = architectures.ORIGINAL_SIZE["nb101"]
+    return Benchmark("nb101-file", table, data=data, C=C, N=N, cifar_path=cifar_path, space="nb101",
+                     description=f"the user's NAS-Bench-101 file {path}: {len(table)} cells, ground truth = "
+                                 f"{epochs}-epoch CIFAR-10 test accuracy (mean over repeats); proxies scored on "
+                                 f"{inputs}")
+
+
+def nds_file_benchmark(path: str, *, space: str, cifar_path: str | None = None) -> Benchmark:
+    """The user's NDS file of ``space`` (an ``nds-<space>`` name of
+    `empirical.architectures`; every genotype is checked against its op set), read by
+    `empirical.benchmarks.nds_files.load`: columns ``arch`` (the file key), ``index,
+    genotype, width, depth, aux, runs, test_acc, best_test_acc, params, flops, epochs``
+    (accuracies as fractions). Each network's own width and depth is its size (``C`` and
+    ``N`` are None: `empirical.architectures`); scored on CIFAR-10 images from
+    ``cifar_path`` if given, else on ``random-cifar``."""
+    check_choice("space", space, tuple(architectures.NDS_SPACES))
+    table = nds_files.load(path, space=architectures.NDS_SPACES[space])
+    data, inputs = _inputs(cifar_path)
+    return Benchmark("nds-file", table, data=data, C=None, N=None, cifar_path=cifar_path, space=space,
+                     description=f"the user's NDS file {path} ({space}): {len(table)} architectures, ground truth "
+                                 f"= final-epoch test accuracy (mean over runs); each network at the width and "
+                                 f"depth it was trained at; proxies scored on {inputs}")

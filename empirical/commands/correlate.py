@@ -4,6 +4,9 @@ network-size references #params and flops and controlling for log #params (parti
 Spearman and Kendall), from the statistics of `empirical.stats` and a benchmark of
 `empirical.benchmarks.benchmark`.
 
+Scores and truth are joined on the architecture key of the run's space
+(`empirical.architectures`): NB201's arch string, NB101's hash, the NDS file's key.
+
 The size references are the run's ``params``/``flops`` proxies where it scored them, else
 the benchmark's columns of the same name. The size control (``--size``, default
 ``params``) is the log of the benchmark's column, else of the run's proxy of that name.
@@ -16,8 +19,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from empirical import provenance, space_scoring, stats
-from empirical.benchmarks.benchmark import Benchmark, file_benchmark, load_benchmark
+from empirical import architectures, provenance, space_scoring, stats
+from empirical.benchmarks.benchmark import (Benchmark, file_benchmark, load_benchmark, nb101_file_benchmark,
+                                            nds_file_benchmark)
 from figures.correlation import proxy_scatter, rho_bars
 
 REFERENCES = ("params", "flops")
@@ -31,8 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write RUN/correlation.md (printed too), correlation.csv/.json and figures.",
     )
     parser.add_argument("run", metavar="RUN", help="a space-score run directory")
-    parser.add_argument("--truth", default="nb201-digits", metavar="nb201-digits|nb201-file:PATH",
-                        help="the shipped mini-benchmark, or your NAS-Bench-201 .pth file")
+    parser.add_argument("--truth", default="nb201-digits",
+                        metavar="nb201-digits|nb201-file:PATH|nb101-file:PATH|nds-file:PATH",
+                        help="the shipped mini-benchmark, or your NAS-Bench-201 .pth, NAS-Bench-101 .tfrecord "
+                             "or NDS .json file")
+    parser.add_argument("--space", choices=list(architectures.SPACES),
+                        help="the run's rows of this space (default: the one space the run holds)")
     parser.add_argument("--metric", default="test_acc",
                         help="ground-truth column (test_acc, train_acc, test_loss, ...; accuracies as fractions)")
     parser.add_argument("--dataset", default="cifar10", help="dataset of a NAS-Bench-201 file")
@@ -53,14 +61,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool) -> tuple[Benchmark, str]:
-    """The benchmark ``--truth`` names and how the report calls it."""
+def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool, space: str | None = None) -> tuple[Benchmark, str]:
+    """The benchmark ``--truth`` names and how the report calls it (``space``: the NDS
+    space whose op set an NDS file's genotypes are checked against)."""
     if spec == "nb201-digits":
         return load_benchmark("nb201-digits"), "nb201-digits"
-    if spec.startswith("nb201-file:"):
-        path = spec.split(":", 1)[1]
+    kind, _, path = spec.partition(":")
+    if kind == "nb201-file" and path:
         return file_benchmark(path, dataset=dataset, hp=hp, allow_pickle=trust_file), f"NAS-Bench-201 {dataset}"
-    raise ValueError(f"--truth must be 'nb201-digits' or 'nb201-file:PATH', got {spec!r}")
+    if kind == "nb101-file" and path:
+        return nb101_file_benchmark(path), "NAS-Bench-101 CIFAR-10"
+    if kind == "nds-file" and path:
+        if space not in architectures.NDS_SPACES:
+            raise ValueError(f"--truth nds-file: needs a run of an NDS space (--space nds-darts, ...), not {space}")
+        return nds_file_benchmark(path, space=space), f"NDS {architectures.NDS_SPACES[space]}"
+    raise ValueError(f"--truth must be 'nb201-digits', 'nb201-file:PATH', 'nb101-file:PATH' or 'nds-file:PATH', "
+                     f"got {spec!r}")
 
 
 def proxy_columns(table) -> list[str]:
@@ -90,12 +106,27 @@ def _size(truth, scores, column: str, run: str):
                      f"'{column}' proxy")
 
 
+def run_space(run: str) -> str:
+    """The one space whose rows the run holds (ValueError: none, or several)."""
+    spaces = space_scoring.stored_spaces(run)
+    if not spaces:
+        raise ValueError(f"run {run!r} holds no space-score rows; run 'gradsign space-score --out {run}' first")
+    if len(spaces) > 1:
+        raise ValueError(f"run {run!r} holds rows of the spaces {', '.join(spaces)}: pick one with --space")
+    return spaces[0]
+
+
 def main(args: argparse.Namespace) -> int:
-    bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file)
+    space = args.space or (run_space(args.run) if args.truth.startswith("nds-file:") else None)
+    bench, truth_name = load_truth(args.truth, dataset=args.dataset, hp=args.hp, trust_file=args.trust_file,
+                                   space=space)
+    space = space or run_space(args.run)
+    if bench.space != space:
+        raise ValueError(f"--truth {args.truth} is a {bench.space} benchmark, but the run's rows are {space}")
     truth = bench.table
     if args.metric not in truth.columns:
         raise ValueError(f"--metric {args.metric!r} is not a column of the truth; available: {list(truth.columns)}")
-    scores = space_scoring.space_table(args.run, expand=True)
+    scores = space_scoring.space_table(args.run, expand=True, space=space)
     names = proxy_columns(scores)
     if not names:
         raise ValueError(f"run {args.run!r} holds no space-score rows; run 'gradsign space-score --out {args.run}' first")

@@ -1,5 +1,5 @@
 """`gradsign score`: score a few networks with zero-cost proxies at initialisation, on one
-seeded batch of a data set (`empirical.scoring.score_network`)."""
+seeded batch of a data set (`empirical.scoring.score_network`), on ``--device``."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import sys
 from tqdm import tqdm
 
 from empirical import data as datasets
+from empirical.devices import add_device_argument, resolve_device
 from empirical.scoring import NetworkSpec, resolve_proxies, score_network
 
 
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--proxy", default="gradsign", help="a name, a comma list, or 'all'")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.set_defaults(func=main)
 
@@ -48,15 +50,16 @@ def format_table(rows: list[dict], proxy_names: list[str]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     proxy_names = resolve_proxies(args.proxy)
+    device = resolve_device(args.device)
     specs = specs_from_args(args)
-    split = datasets.load(args.data)
+    split = datasets.load(args.data).to(device)  # once, for every network
     rows = [
-        score_network(spec, split, proxy_names, batch=args.batch, seed=args.seed)
+        score_network(spec, split, proxy_names, batch=args.batch, seed=args.seed, device=device)
         for spec in tqdm(specs, desc="scoring", disable=len(specs) < 2, file=sys.stderr)
     ]
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:
-        print(f"data={args.data} batch={args.batch} seed={args.seed}")
+        print(f"data={args.data} batch={args.batch} seed={args.seed} device={device}")
         print(format_table(rows, proxy_names))
     return 0

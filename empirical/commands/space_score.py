@@ -1,5 +1,25 @@
-"""`gradsign space-score`: score every NAS-Bench-201 architecture (or one per isomorphism
-class) with zero-cost proxies, resumably, and export the per-architecture table."""
+"""`gradsign space-score`: score the architectures of a search space (NAS-Bench-201,
+NAS-Bench-101, the NDS cell spaces) with zero-cost proxies, resumably, and export the
+per-architecture table.
+
+Which architectures (`architectures_of`):
+
+* ``--space nb201``: all 15,625 cells; ``--unique`` one per isomorphism class;
+  ``--subset nb201-digits`` the mini-benchmark's classes.
+* ``--space nb101``: ``--truth-file PATH`` the cells of your NAS-Bench-101 record file
+  (``nasbench_only108.tfrecord``: 423,624 cells; minutes to read); without a file,
+  ``--sample K`` specs drawn by `nb101.sample` (the space is not enumerated here).
+* ``--space nds-<space>``: ``--truth-file PATH`` the networks of your NDS file of that
+  space (``DARTS.json``, ...); without a file, ``--sample K`` genotypes drawn by
+  `nds.sample`, each at the run's size.
+
+``--sample K`` takes a seeded subset of K of the list above (or draws K, where there is
+no list), from ``--sample-seed`` (default: ``--seed``); ``--limit K`` then keeps the
+first K. Architecture keys, cells and what ``--C``/``--N`` mean per space are in
+`empirical.architectures`; by default each space is scored at its laptop size
+(``LAPTOP_SIZE``), and ``--C file --N file`` builds every NDS network at the width and
+depth its file trained it at.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +28,10 @@ from pathlib import Path
 
 import torch
 
-from empirical import space_scoring
+from empirical import architectures, space_scoring
 from empirical.benchmarks import nb201_digits
+from empirical.benchmarks.benchmark import nb101_file_benchmark, nds_file_benchmark
+from empirical.devices import add_device_argument, resolve_device
 from empirical.scoring import INITS, resolve_proxies
 from empirical.spaces import nb201
 from proxies.checks import check_int
@@ -18,25 +40,32 @@ from proxies.checks import check_int
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "space-score",
-        help="score a whole search space with proxies (resumable) and export the table",
-        description="Score NB201 architectures at initialisation; one row per architecture in "
+        help="score a search space's architectures with proxies (resumable) and export the table",
+        description="Score architectures at initialisation; one row per architecture in "
                     "OUT/results.sqlite (rerun the same command to resume), then write "
                     "OUT/scores.csv with one row per architecture.",
     )
-    parser.add_argument("--space", choices=["nb201"], default="nb201")
+    parser.add_argument("--space", choices=list(architectures.SPACES), default="nb201")
+    parser.add_argument("--truth-file", metavar="PATH",
+                        help="nb101 / nds-*: score the architectures of your NAS-Bench-101 .tfrecord or NDS .json")
+    parser.add_argument("--sample", type=int, metavar="K", help="a seeded subset (or draw) of K architectures")
+    parser.add_argument("--sample-seed", type=int, metavar="S", help="seed of --sample (default: --seed)")
     parser.add_argument("--data", choices=list(space_scoring.DATA), default="digits")
     parser.add_argument("--cifar-path", metavar="PATH", help="unpacked CIFAR-10 python batches (--data cifar10)")
     parser.add_argument("--proxies", default="gradsign", help="a name, a comma list, or 'all'")
     parser.add_argument("--unique", action="store_true",
-                        help="score one representative per isomorphism class and map scores to all archs")
+                        help="nb201: score one representative per isomorphism class and map scores to all archs")
     parser.add_argument("--subset", choices=["nb201-digits"],
-                        help="score only the classes selected for the nb201-digits benchmark")
-    parser.add_argument("--C", type=int, default=8, help="channels of the first stage")
-    parser.add_argument("--N", type=int, default=1, help="cells per stage")
+                        help="nb201: score only the classes selected for the nb201-digits benchmark")
+    parser.add_argument("--C", metavar="INT|file",
+                        help="channels (nb201: first stage, nb101: stem, nds: initial); default per space")
+    parser.add_argument("--N", metavar="INT|file",
+                        help="cells (nb201: per stage, nb101: per stack, nds: in all); default per space")
     parser.add_argument("--batch", type=int, default=64, help="samples in the scoring batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", choices=list(INITS), default="default",
                         help="initialisation scheme of θ_0 (empirical.scoring.initialise)")
+    add_device_argument(parser)
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--archs-per-job", type=int, default=25, help="architectures per executor job")
@@ -47,35 +76,84 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def architectures(args: argparse.Namespace) -> list[str]:
-    if args.subset == "nb201-digits":
-        archs = nb201_digits.select_classes()
+def network_size(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """``(C, N)`` from ``--C``/``--N``: the space's laptop size where not given; ``file``
+    (NDS only) is None, each network's own width / depth."""
+    size = []
+    for option, value, default in (("--C", args.C, architectures.LAPTOP_SIZE[args.space][0]),
+                                   ("--N", args.N, architectures.LAPTOP_SIZE[args.space][1])):
+        if value is None:
+            size.append(default)
+        elif value == "file":
+            if args.space not in architectures.NDS_SPACES:
+                raise ValueError(f"{option} file applies to the NDS spaces only (the width/depth of each network "
+                                 f"in its file), not to --space {args.space}")
+            size.append(None)
+        else:
+            try:
+                number = int(value)
+            except ValueError:
+                raise ValueError(f"{option} must be a positive integer or 'file', got {value!r}") from None
+            size.append(check_int(option, number, minimum=1))
+    return size[0], size[1]
+
+
+def architectures_of(args: argparse.Namespace, C: int | None, N: int | None) -> tuple[list[str], dict | None]:
+    """The architectures to score and their cells (module docstring)."""
+    space = args.space
+    for option, given in (("--unique", args.unique), ("--subset", args.subset)):
+        if given and space != "nb201":
+            raise ValueError(f"{option} applies to --space nb201 only")
+    seed = check_int("--sample-seed", args.seed if args.sample_seed is None else args.sample_seed, minimum=0)
+    cells = None
+    if args.truth_file is not None:
+        if space == "nb201":
+            raise ValueError("--truth-file lists the architectures of an nb101 or NDS file; for nb201 every cell "
+                             "is known (use --unique, --subset or --sample, and correlate --truth nb201-file:PATH)")
+        bench = (nb101_file_benchmark(args.truth_file, progress=not args.no_progress) if space == "nb101"
+                 else nds_file_benchmark(args.truth_file, space=space))
+        archs, cells = bench.archs, bench.cells()
+        if args.sample is not None:
+            archs = architectures.subset(archs, check_int("--sample", args.sample, minimum=1), seed)
+    elif space == "nb201":
+        if args.subset == "nb201-digits":
+            archs = nb201_digits.select_classes()
+        else:
+            archs = nb201.unique_archs() if args.unique else nb201.all_archs()
+        if args.sample is not None:
+            archs = architectures.subset(archs, check_int("--sample", args.sample, minimum=1), seed)
     else:
-        archs = nb201.unique_archs() if args.unique else nb201.all_archs()
+        if args.sample is None:
+            raise ValueError(f"--space {space} needs --truth-file PATH (the architectures of your benchmark file) "
+                             "or --sample K (K seeded draws): the space is too large to enumerate here")
+        drawn = architectures.sample(space, check_int("--sample", args.sample, minimum=1), seed, C=C, N=N)
+        archs, cells = [arch for arch, _ in drawn], dict(drawn)
     if args.limit is not None:
         archs = archs[:check_int("--limit", args.limit, minimum=1)]
-    return archs
+    return archs, cells
 
 
 def main(args: argparse.Namespace) -> int:
     proxy_names = resolve_proxies(args.proxies)
-    archs = architectures(args)
+    device = str(resolve_device(args.device))
+    C, N = network_size(args)
+    archs, cells = architectures_of(args, C, N)
     if args.workers == 1 and args.executor == "local":
         torch.set_num_threads(1)  # small networks: one thread per scoring is the efficient use
     start = time.perf_counter()
     summary, counts = space_scoring.score_space(
         args.out, archs, proxies=proxy_names, data=args.data, batch=args.batch, seed=args.seed,
-        C=args.C, N=args.N, init=args.init, cifar_path=args.cifar_path, archs_per_job=args.archs_per_job,
-        executor=args.executor, workers=args.workers, progress=not args.no_progress,
-        retry_failed=args.retry_failed,
+        C=C, N=N, init=args.init, space=args.space, cells=cells, cifar_path=args.cifar_path,
+        archs_per_job=args.archs_per_job, executor=args.executor, workers=args.workers,
+        progress=not args.no_progress, retry_failed=args.retry_failed, device=device,
     )
     elapsed = time.perf_counter() - start
     table = space_scoring.space_table(args.out, proxies=proxy_names, data=args.data, batch=args.batch,
-                                      seed=args.seed, init=args.init,
-                                      expand=args.limit is None)
+                                      seed=args.seed, init=args.init, space=args.space,
+                                      expand=args.limit is None and args.sample is None)
     path = Path(args.out) / "scores.csv"
     table.to_csv(path, index=False)
     print(f"architectures: {counts['archs']} ({counts['skipped']} already stored, {counts['ok']} ok, "
-          f"{counts['failed']} failed) in {summary.total - summary.skipped} jobs, {elapsed:.1f} s")
+          f"{counts['failed']} failed) in {summary.total - summary.skipped} jobs, {elapsed:.1f} s on {device}")
     print(f"wrote {len(table)} rows to {path}")
     return 0

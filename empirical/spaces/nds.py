@@ -53,6 +53,7 @@ import json
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,9 +64,11 @@ __all__ = [
     "SPACES",
     "GENOTYPES",
     "REFERENCE",
+    "NODES",
     "parse_genotype",
     "validate",
     "genotype_to_json",
+    "sample",
     "build",
     "count_parameters",
     "NetworkCIFAR",
@@ -171,6 +174,9 @@ GENOTYPES: dict[str, Genotype] = {
 REFERENCE = {"darts": "darts_v2", "enas": "enas", "pnas": "pnasnet", "nasnet": "nasnet_a",
              "amoeba": "amoebanet_a"}
 
+#: Nodes per cell: 4 in the DARTS space, 5 in the others (as the published cells of each have).
+NODES = {"darts": 4, "enas": 5, "pnas": 5, "nasnet": 5, "amoeba": 5}
+
 _PARTS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
@@ -259,6 +265,57 @@ def genotype_to_json(genotype) -> str:
     return json.dumps({"normal": [list(p) for p in g.normal], "normal_concat": list(g.normal_concat),
                        "reduce": [list(p) for p in g.reduce], "reduce_concat": list(g.reduce_concat)},
                       sort_keys=True, separators=(",", ":"))
+
+
+def _sample_cell(space: str, rng: np.random.Generator) -> tuple[tuple, tuple]:
+    ops = [op for op in SPACES[space] if op != "none"]
+    pairs, read = [], set()
+    for node in range(NODES[space]):
+        states = 2 + node
+        if space == "darts":
+            inputs = rng.choice(states, size=2, replace=False)
+        else:
+            inputs = rng.integers(0, states, size=2)
+        for index in inputs:
+            pairs.append((ops[int(rng.integers(len(ops)))], int(index)))
+            read.add(int(index))
+    nodes = range(2, 2 + NODES[space])
+    concat = tuple(nodes) if space == "darts" else tuple(s for s in nodes if s not in read)
+    return tuple(pairs), concat
+
+
+def sample(space: str, k: int, seed: int) -> list[Genotype]:
+    """``k`` distinct genotypes of ``space``, drawn deterministically from ``seed``.
+
+    The law (ours: NDS's release holds the sampled networks, not its sampler): the
+    normal and the reduction cell are drawn independently; node ``j`` of ``NODES[space]``
+    takes two inputs among the states ``0 .. 1 + j`` and an op for each, uniformly from
+    the space's op set without ``none`` (a derived cell never contains the zero op).
+    In the DARTS space the two inputs of a node differ and the output concatenates
+    every node (DARTS's derived cells); in the other spaces the inputs are independent
+    (they may coincide, as in the published AmoebaNet and NASNet cells) and the output
+    concatenates the loose ends, the nodes no node reads (NASNet's rule; the last node
+    is always one). A repeated genotype is drawn again.
+
+    >>> g = sample("amoeba", 2, seed=0)
+    >>> g == sample("amoeba", 2, seed=0), len(g[0].normal), validate("amoeba", g[1]) == g[1]
+    (True, 10, True)
+    """
+    check_choice("space", space, SPACES)
+    k = check_int("k", k, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
+    rng = np.random.default_rng(seed)
+    drawn: list[Genotype] = []
+    seen: set[str] = set()
+    while len(drawn) < k:
+        normal, normal_concat = _sample_cell(space, rng)
+        reduce, reduce_concat = _sample_cell(space, rng)
+        genotype = Genotype(normal, normal_concat, reduce, reduce_concat)
+        key = genotype_to_json(genotype)
+        if key not in seen:
+            seen.add(key)
+            drawn.append(validate(space, genotype))
+    return drawn
 
 
 # ------------------------------------------------------------------------------- ops

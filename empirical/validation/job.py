@@ -36,7 +36,9 @@ as ``train_acc`` / ``test_acc`` (NaN for regression).
 
 Everything random comes from ``job.seed`` (θ_0, A1's segment points and power-iteration
 starts, the training order) and from ``data.sample_seed`` (S), so a job gives the same
-row under every executor. Stage wall times are stored under ``seconds``.
+row under every executor. Stage wall times are stored under ``seconds``, the device the
+job ran on under ``device``: the data and the network (built on the CPU, the same θ_0
+everywhere) are moved there once, after which everything is computed where they are.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ from torch import Tensor, nn
 import proxies
 import theory
 from empirical import data as datasets
+from empirical.devices import resolve_device
 from empirical.executors import failure
 from empirical.plan import Job, seeded
 from empirical.spaces import mlp
@@ -158,7 +161,7 @@ def solve_optima(model: nn.Module, d: dict,
 def _unconverged_problem(opt, allowed: float, which: str) -> str | None:
     bad = int((~opt.converged).sum())
     if bad > allowed * opt.n:
-        diverged = int(opt.extra.get("diverged", torch.zeros(1, dtype=torch.bool)).sum())
+        diverged = int(opt.extra.get("diverged", torch.zeros(1, dtype=torch.bool, device=opt.converged.device)).sum())
         return (f"solver {opt.solver!r} left {bad}/{opt.n} {which} samples unconverged ({diverged} diverged; "
                 f"allowed fraction {allowed}); options {opt.options}; max l*_i "
                 f"{float(opt.loss.nan_to_num(float('inf')).max()):.3g}")
@@ -305,7 +308,7 @@ def landscape(model: nn.Module, opt: theory.SampleWiseOptima, X: Tensor, Y: Tens
     off_line = (offsets - t_star[:, None] * u[None, :]).norm(dim=1)
     lo, hi = min(0.0, float(t_star.min())), max(0.0, float(t_star.max()))
     pad = 0.25 * (hi - lo)
-    t = torch.linspace(lo - pad, hi + pad, points, dtype=theta.dtype)
+    t = torch.linspace(lo - pad, hi + pad, points, dtype=theta.dtype, device=theta.device)
     k = min(samples, theta.shape[0])
     fn = flat_sample_loss(model, opt.param_names, opt.param_shapes, loss)
     line = theta0[None, :] + t[:, None] * u[None, :]                       # (T, m)
@@ -400,8 +403,9 @@ def _timed(seconds: dict, key: str):
         seconds[key] = time.perf_counter() - start
 
 
-def validation_job(job: Job) -> dict:
-    """Theory at θ_0 and training for one network: the stages of the module docstring.
+def validation_job(job: Job, device: str = "cpu") -> dict:
+    """Theory at θ_0 and training for one network, on ``device``: the stages of the
+    module docstring (data and network are made on the CPU, then moved).
 
     Returns the metrics dict of one results row, or `empirical.executors.failure(reason)`
     when a stage raises `StageFailure` (too many unconverged samples, non-finite Ψ,
@@ -413,7 +417,10 @@ def validation_job(job: Job) -> dict:
     try:
         d = prepare_data(params)
         model = build_model(params["model"], d["input_shape"], d["outputs"], seed)
-        row = network_size(model, d["X"].shape[0])
+        device = resolve_device(device)
+        d = {key: value.to(device) if isinstance(value, Tensor) else value for key, value in d.items()}
+        model = model.to(device)
+        row = {**network_size(model, d["X"].shape[0]), "device": str(device)}
         with _timed(seconds, "proxies"):
             row["proxy"] = proxy_scores(model, d, theory_cfg)
         with _timed(seconds, "optima"):

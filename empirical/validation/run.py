@@ -7,6 +7,7 @@ the store alone, so ``gradsign figures RUN`` regenerates them at any time.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 
 from empirical import results
+from empirical.devices import resolve_device
 from empirical.executors import RunSummary, run_experiment
 from empirical.validation import report as report_module
 from empirical.validation import schema
@@ -45,11 +47,14 @@ def run_validation(
     workers: int | None = None,
     ray_address: str | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> ValidationRun:
     r"""Validate the config (before anything runs), run its jobs, write report and figures.
 
     out: the run directory (default ``runs/<config file stem>``). executor / workers /
-    ray_address override the config's ``[run]`` table.
+    ray_address override the config's ``[run]`` table. device: where each job's networks
+    and data live (`empirical.devices`; how a row was computed, recorded in it, not
+    part of its hash).
 
     One tiny network, end to end (a few seconds):
 
@@ -67,13 +72,14 @@ def run_validation(
     ['agreement_by_layer.pdf', 'agreement_by_layer.png']
     >>> import shutil; shutil.rmtree(tmp)
     """
+    device = str(resolve_device(device))
     config = schema.load(config_path)
     overrides = {"executor": executor, "workers": workers, "ray_address": ray_address}
     config["run"] = {**config["run"], **{k: v for k, v in overrides.items() if v is not None}}
     if config["run"]["ray_address"] is not None and config["run"]["executor"] != "ray":
         raise ValueError("--ray-address needs --executor ray")
     run_dir = Path(out) if out is not None else Path("runs") / Path(config_path).stem
-    summary = run_experiment(config, validation_job, run_dir, progress=progress)
+    summary = run_experiment(config, functools.partial(validation_job, device=device), run_dir, progress=progress)
     log.info("run %s: %s", run_dir, summary)
     return ValidationRun(run_dir, summary, write_report(run_dir), write_figures(run_dir))
 
