@@ -1,0 +1,338 @@
+"""``nb201-digits-cv``: the nb201-digits networks scored by repeated stratified 4-fold
+cross-validation over all 1,797 digits images, a ground truth whose ranking of the
+classes reproduces.
+
+Networks, classes and recipe are those of `empirical.benchmarks.nb201_digits`
+(``nb201.build(arch, C=8, N=1)``, ``select_classes`` stratified by conv edges, SGD with
+Nesterov momentum, batch 128, drop_last, cosine schedule from 0.1), except that every
+training runs **3 epochs** (``RECIPE``).
+
+Chosen protocol. 4-fold stratified cross-validation over ALL images
+(`empirical.benchmarks.digits_folds`: every image is a test image exactly once per
+repeat; each fold standardised with its own training statistics), repeated 4 times:
+repeat ``r`` deals the folds with fold seed ``r`` and trains with training seed ``r``
+(``torch.manual_seed(r)`` before building: the weights; and the epoch sample order). So
+a class costs 16 trainings (one job each: class x repeat x fold). A class's ground
+truth is the mean over its 16 trainings of each metric.
+
+The protocol was chosen by a pilot of 100 classes (an earlier session) on the
+split-half Spearman of the class means (repeats {0, 1} against {2, 3}, no
+Spearman-Brown correction; 95% bootstrap CI over classes):
+
+====================================================  ==========================  =========================
+protocol                                              test_acc (all classes)      notes
+====================================================  ==========================  =========================
+**4-fold CV, 3 epochs, 4 repeats (chosen)**           0.943 [0.854, 0.974]        top half 0.748 [0.347,
+                                                                                  0.917]; test_loss 0.945;
+                                                                                  ~13.6 CPU-s per class
+one 450-image holdout x 8 seeds                       0.674                       top half -0.078
+4-fold CV, today's 4-epoch recipe                     0.732
+4-fold CV, 2 epochs                                   0.937                       mean test_acc 0.63:
+                                                                                  undertrained, rejected
+====================================================  ==========================  =========================
+
+Reliability (`reliability`): for each of ``test_acc`` and ``test_loss``, the Spearman
+rank correlation over classes between the per-class means over two disjoint halves of
+the repeats (default the first and second half: {0, 1} and {2, 3}), with a percentile
+bootstrap 95% interval over classes (`empirical.stats.correlation_ci`), once over all
+classes and once within the top half of the classes by the overall mean ``test_acc``
+(`empirical.stats.top_half`, chosen once on the full set; the bootstrap resamples
+those classes).
+
+Files (written only by a real build, `write`; none ship until one ran):
+``nb201_digits_cv_trainings.csv.gz`` one row per training (``arch, repeat, seed, fold,
+train_loss, train_acc, test_loss, test_acc, seconds``); ``nb201_digits_cv.csv`` one row
+per class (``arch, conv_edges, params, flops`` and the means of the five metrics);
+``nb201_digits_cv.json`` recipe, data, folds, seeds, versions, the reliability with its
+intervals, the pilot table and the rebuild command::
+
+    gradsign build-benchmark --benchmark nb201-digits-cv --out runs/nb201-digits-cv --classes 1000 --workers 2
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import proxies
+from proxies.checks import check_int
+from empirical import provenance
+from empirical.benchmarks import digits_folds
+from empirical.benchmarks.nb201_digits import C, N, DATA, conv_edges
+from empirical.benchmarks.nb201_digits import RECIPE as DIGITS_RECIPE
+from empirical.plan import Job, seeded
+from empirical.scoring import NetworkSpec, build_network
+from empirical.stats import correlation_ci, top_half
+from empirical.store import ResultsStore
+from empirical.training import Recipe, train
+
+__all__ = [
+    "RECIPE", "FOLDS", "REPEATS", "KIND", "METRICS", "TRAININGS_PATH", "CLASSES_PATH", "JSON_PATH", "PILOT",
+    "REBUILD_COMMAND", "fold_seed", "training_seed", "is_protocol", "plan", "train_job", "tables",
+    "reliability", "write", "load", "load_trainings", "metadata",
+]
+
+RECIPE = dataclasses.replace(DIGITS_RECIPE, epochs=3)
+FOLDS = 4
+REPEATS = (0, 1, 2, 3)
+KIND = "nb201-digits-cv-train"
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+TRAINING_COLUMNS = ("arch", "repeat", "seed", "fold") + METRICS
+RELIABILITY_METRICS = ("test_acc", "test_loss")
+_HERE = Path(__file__).resolve().parent
+TRAININGS_PATH = _HERE / "nb201_digits_cv_trainings.csv.gz"
+CLASSES_PATH = _HERE / "nb201_digits_cv.csv"
+JSON_PATH = _HERE / "nb201_digits_cv.json"
+REBUILD_COMMAND = ("gradsign build-benchmark --benchmark nb201-digits-cv --out runs/nb201-digits-cv "
+                   "--classes 1000 --workers 2")
+PILOT = [
+    {"protocol": "4-fold stratified CV over all 1797 images, 3 epochs, 4 repeats", "chosen": True,
+     "test_acc_split_half_spearman": 0.943, "test_acc_ci": [0.854, 0.974],
+     "top_half_spearman": 0.748, "top_half_ci": [0.347, 0.917], "test_loss_split_half_spearman": 0.945,
+     "cpu_seconds_per_class": 13.6},
+    {"protocol": "one 450-image holdout x 8 seeds", "chosen": False,
+     "test_acc_split_half_spearman": 0.674, "top_half_spearman": -0.078},
+    {"protocol": "4-fold CV with the 4-epoch nb201-digits recipe", "chosen": False,
+     "test_acc_split_half_spearman": 0.732},
+    {"protocol": "4-fold CV, 2 epochs", "chosen": False, "test_acc_split_half_spearman": 0.937,
+     "mean_test_acc": 0.63, "note": "undertrained, rejected"},
+]
+PILOT_CLASSES = 100
+
+
+def fold_seed(repeat: int) -> int:
+    """The fold-assignment seed of repeat ``repeat`` (the repeat itself)."""
+    check_int("repeat", repeat, minimum=0)
+    return int(repeat)
+
+
+def training_seed(repeat: int) -> int:
+    """The training seed of every fold of repeat ``repeat`` (the repeat itself)."""
+    check_int("repeat", repeat, minimum=0)
+    return int(repeat)
+
+
+def _check_settings(repeats, folds: int, recipe: Recipe) -> list[int]:
+    repeats = list(repeats)
+    if not repeats or len(set(repeats)) != len(repeats):
+        raise ValueError(f"repeats must be a non-empty list of distinct integers, got {repeats}")
+    for r in repeats:
+        check_int("repeats[i]", r, minimum=0)
+    check_int("folds", folds, minimum=2)
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe must be an empirical.training.Recipe, got {type(recipe).__name__}")
+    return repeats
+
+
+def is_protocol(repeats, folds: int, recipe: Recipe) -> bool:
+    """Whether the settings are the chosen protocol (the only ones the shipped files take).
+
+    >>> is_protocol([0, 1, 2, 3], 4, RECIPE), is_protocol([0, 1], 2, RECIPE)
+    (True, False)
+    """
+    return list(repeats) == list(REPEATS) and folds == FOLDS and recipe == RECIPE
+
+
+def _params(arch: str, repeat: int, fold: int, folds: int, recipe: Recipe) -> dict:
+    return {"C": C, "N": N, "data": DATA, "folds": folds, "fold_seed": fold_seed(repeat), "fold": fold,
+            "repeat": repeat, "recipe": recipe.to_dict(), "arch": arch}
+
+
+def plan(classes: list[str], *, repeats=REPEATS, folds: int = FOLDS, recipe: Recipe = RECIPE) -> list[Job]:
+    """One job per (class, repeat, fold), in that nesting order.
+
+    >>> jobs = plan(["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"], repeats=[0, 1], folds=2)
+    >>> [(j.params["repeat"], j.params["fold"], j.seed) for j in jobs]
+    [(0, 0, 0), (0, 1, 0), (1, 0, 1), (1, 1, 1)]
+    """
+    repeats = _check_settings(repeats, folds, recipe)
+    return [Job(KIND, _params(arch, r, f, folds, recipe), training_seed(r))
+            for arch in classes for r in repeats for f in range(folds)]
+
+
+def train_job(job: Job) -> dict:
+    """Build, count and train one network on one fold; the job function of
+    ``build-benchmark --benchmark nb201-digits-cv``."""
+    p = job.params
+    split = digits_folds.fold_split(p["folds"], p["fold_seed"], p["fold"])
+    with seeded(job.seed):
+        model = build_network(NetworkSpec("nb201", arch=p["arch"], C=p["C"], N=p["N"]), split, job.seed)
+        x, y = split.X_train[:1], split.y_train[:1]
+        counts = {"params": proxies.compute("params", model, x, y), "flops": proxies.compute("flops", model, x, y)}
+        out = train(model, split, Recipe(**p["recipe"]), job.seed)
+    return {**counts, **{k: out[k] for k in METRICS + ("final_batch_loss", "steps", "diverged")}}
+
+
+def tables(run_dir: str | os.PathLike, *, repeats=REPEATS, folds: int = FOLDS,
+           recipe: Recipe = RECIPE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trainings, classes) from a build run: the 'ok' rows of these settings, keeping
+    only classes with every (repeat, fold) done; trainings sorted by (arch, repeat,
+    fold), classes by arch, with the means of `METRICS` over each class's trainings."""
+    repeats = _check_settings(repeats, folds, recipe)
+    store = ResultsStore(run_dir, create=False)
+    try:
+        rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
+    finally:
+        store.close()
+    wanted = {(r, f) for r in repeats for f in range(folds)}
+    by_arch: dict[str, dict] = {}
+    for row in rows:
+        p = row["params"]
+        if p["folds"] != folds or p["recipe"] != recipe.to_dict() or (p["C"], p["N"]) != (C, N):
+            continue
+        if (p["repeat"], p["fold"]) in wanted and p["fold_seed"] == fold_seed(p["repeat"]):
+            by_arch.setdefault(p["arch"], {})[p["repeat"], p["fold"]] = (row["seed"], row["result"])
+    trainings, classes = [], []
+    for arch in sorted(by_arch):
+        done = by_arch[arch]
+        if set(done) != wanted:
+            continue
+        for (repeat, fold) in sorted(done):
+            seed, result = done[repeat, fold]
+            trainings.append({"arch": arch, "repeat": repeat, "seed": seed, "fold": fold,
+                              **{m: float(result[m]) for m in METRICS}})
+        first = done[min(done)][1]
+        classes.append({"arch": arch, "conv_edges": conv_edges(arch), "params": int(first["params"]),
+                        "flops": int(first["flops"]),
+                        **{m: float(np.mean([result[m] for _, result in done.values()])) for m in METRICS}})
+    return (pd.DataFrame.from_records(trainings, columns=list(TRAINING_COLUMNS)),
+            pd.DataFrame.from_records(classes, columns=["arch", "conv_edges", "params", "flops", *METRICS]))
+
+
+def _halves(repeats: list[int], halves) -> tuple[list[int], list[int]]:
+    if halves is None:
+        if len(repeats) < 2:
+            raise ValueError(f"reliability needs at least 2 repeats, the trainings have {repeats}")
+        return repeats[:len(repeats) // 2], repeats[len(repeats) // 2:]
+    if len(halves) != 2:
+        raise ValueError(f"halves must be two lists of repeats, got {halves!r}")
+    first, second = (sorted(int(r) for r in h) for h in halves)
+    if not first or not second or set(first) & set(second) or not set(first + second) <= set(repeats):
+        raise ValueError(f"halves must be two non-empty disjoint lists of the repeats {repeats}, got {halves!r}")
+    return first, second
+
+
+def reliability(trainings: pd.DataFrame, *, halves=None, n_boot: int = 2000, level: float = 0.95,
+                seed: int = 0) -> dict:
+    """Split-half reliability of the class ranking (module docstring): for ``test_acc`` and
+    ``test_loss``, Spearman between the per-class means over the repeats of ``halves[0]``
+    and of ``halves[1]`` (default: first and second half of the sorted repeats), with a
+    percentile bootstrap interval over classes, over all classes (``all``) and within
+    the top half by the overall mean ``test_acc`` (``top_half``). No Spearman-Brown."""
+    missing = set(TRAINING_COLUMNS) - set(trainings.columns)
+    if missing:
+        raise ValueError(f"trainings lacks the columns {sorted(missing)}; pass the table of `tables` or `load_trainings`")
+    repeats = sorted(int(r) for r in trainings["repeat"].unique())
+    first, second = _halves(repeats, halves)
+    options = {"n_boot": n_boot, "level": level, "seed": seed}
+    archs = sorted(trainings["arch"].unique())
+
+    def class_means(metric, subset):
+        rows = trainings[trainings["repeat"].isin(subset)]
+        return rows.groupby("arch")[metric].mean().reindex(archs).to_numpy()
+
+    top = top_half(class_means("test_acc", repeats))
+    out = {"halves": [first, second], "spearman_brown": False, "n_classes": len(archs), "n_top_half": int(top.sum()),
+           "n_boot": n_boot, "level": level, "bootstrap_seed": seed}
+    for metric in RELIABILITY_METRICS:
+        a, b = class_means(metric, first), class_means(metric, second)
+        for name, mask in (("all", slice(None)), ("top_half", top)):
+            est = correlation_ci(a[mask], b[mask], "spearman", **options)
+            out[f"{metric}_{name}"] = {"spearman": est.value, "spearman_ci": list(est.ci), "n": est.n}
+    return out
+
+
+def _shipped(paths) -> bool:
+    shipped = {TRAININGS_PATH, CLASSES_PATH, JSON_PATH}
+    return any(Path(p).resolve() in shipped for p in paths)
+
+
+def write(run_dir: str | os.PathLike, *, n_classes: int, selection_seed: int, command: str,
+          repeats=REPEATS, folds: int = FOLDS, recipe: Recipe = RECIPE,
+          trainings_path: str | os.PathLike = TRAININGS_PATH, classes_path: str | os.PathLike = CLASSES_PATH,
+          json_path: str | os.PathLike = JSON_PATH, n_boot: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Write the trainings (.csv.gz, gzip without a timestamp), the class table (.csv),
+    both with floats rounded to 6 digits, and the JSON metadata from a build run; the
+    reliability is computed from the rounded trainings, as `load_trainings` reads them.
+    Refuses to write nothing (no class complete) and to write the shipped files with
+    other settings than the protocol. Returns (trainings, classes, metadata)."""
+    repeats = _check_settings(repeats, folds, recipe)
+    paths = (trainings_path, classes_path, json_path)
+    if _shipped(paths) and not is_protocol(repeats, folds, recipe):
+        raise ValueError("the shipped nb201-digits-cv files take the chosen protocol only (repeats 0-3, "
+                         "4 folds, RECIPE); pass trainings_path, classes_path and json_path elsewhere")
+    trainings, classes = tables(run_dir, repeats=repeats, folds=folds, recipe=recipe)
+    if classes.empty:
+        raise ValueError(f"no class in {str(run_dir)!r} has all {len(repeats) * folds} trainings done; nothing written")
+    trainings, classes = trainings.round(6), classes.round(6)
+    meta = {
+        "name": "nb201-digits-cv",
+        "space": "nb201",
+        "C": C,
+        "N": N,
+        "data": DATA,
+        "n_images": digits_folds.N_IMAGES,
+        "input_shape": list(digits_folds.INPUT_SHAPE),
+        "protocol": is_protocol(repeats, folds, recipe),
+        "folds": {
+            "k": folds,
+            "rule": "stratified k-fold over all images (empirical.benchmarks.digits_folds): classes in label "
+                    "order, each permuted with numpy default_rng(fold_seed) and dealt round-robin; every "
+                    "image a test image exactly once per repeat",
+            "standardisation": "one global mean and std over the fold's training pixels",
+            "fold_seeds": [fold_seed(r) for r in repeats],
+        },
+        "repeats": repeats,
+        "seeds": [training_seed(r) for r in repeats],
+        "seed_meaning": "repeat r: fold seed r and training seed r (torch.manual_seed before building: the "
+                        "weights; and the epoch sample order), the same training seed for every fold of r",
+        "recipe": recipe.to_dict(),
+        "trainings_per_class": len(repeats) * folds,
+        "selection": {"rule": "nb201_digits.select_classes (stratified by conv edges, all-none and "
+                              "all-nor_conv_3x3 always included)",
+                      "seed": selection_seed, "classes_requested": n_classes},
+        "classes": int(len(classes)),
+        "trainings": int(len(trainings)),
+        "threads_per_training": 1,
+        "training_seconds_mean": float(trainings["seconds"].mean()),
+        "pilot": {"classes": PILOT_CLASSES, "protocols": PILOT},
+        "versions": provenance.versions(),
+        "git_revision": provenance.git_revision(),
+        "command": command,
+        "rebuild_command": REBUILD_COMMAND,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if len(repeats) >= 2:
+        meta["reliability"] = reliability(trainings, n_boot=n_boot)
+    trainings.to_csv(trainings_path, index=False, compression={"method": "gzip", "mtime": 0})
+    classes.to_csv(classes_path, index=False)
+    Path(json_path).write_text(json.dumps(meta, indent=2) + "\n")
+    return trainings, classes, meta
+
+
+def _read(path, default: Path, what: str) -> Path:
+    path = Path(path) if path is not None else default
+    if not path.is_file():
+        raise ValueError(f"nb201-digits-cv {what} {str(path)!r} is missing (not built yet); build it with "
+                         f"'{REBUILD_COMMAND}'")
+    return path
+
+
+def load(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The per-class table (one row per class, the means over its trainings)."""
+    return pd.read_csv(_read(path, CLASSES_PATH, "class table"))
+
+
+def load_trainings(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The per-training table (one row per class x repeat x fold)."""
+    return pd.read_csv(_read(path, TRAININGS_PATH, "trainings table"))
+
+
+def metadata(path: str | os.PathLike | None = None) -> dict:
+    """The JSON metadata (recipe, folds, seeds, reliability, pilot, rebuild command)."""
+    return json.loads(_read(path, JSON_PATH, "metadata").read_text())
