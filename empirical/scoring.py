@@ -6,9 +6,10 @@ seed (`build_network`) on a device and scored on one seeded batch of training sa
 (`scoring_batch`; the batches of one seed are nested: the n=8 batch is the start of the
 n=16 batch) by a *scorer*: a small object that says what it computes and how its store
 rows are identified (`Scorer`). `ProxyScorer` computes zero-cost proxies; another
-architecture score (exact Ψ of the sample-wise optima, say) is another scorer class
-registered in `SCORERS` under its own row kind, and then goes through the same
-pipeline and store (`empirical.space_scoring`).
+architecture score is another scorer class registered in `SCORERS` under its own row
+kind, and then goes through the same pipeline and store (`empirical.space_scoring`):
+`empirical.psi_scoring.PsiScorer` (exact Ψ of the sample-wise optima, kind ``space-psi``)
+is one.
 
 Initialisation schemes (``INITS``, `initialise`), applied right after building, from
 torch's global RNG as seeded by `build_network`:
@@ -40,11 +41,12 @@ import proxies
 from empirical import architectures
 from empirical import data as datasets
 from empirical.devices import resolve_device
+from empirical.psi_scoring import PsiScorer
 from empirical.spaces import mlp
 from proxies.checks import check_choice, check_int
 from proxies.registry import Registry
 
-__all__ = ["INITS", "SPACES", "NetworkSpec", "ProxyScorer", "SCORERS", "Scorer", "build_network", "initialise",
+__all__ = ["INITS", "SPACES", "NetworkSpec", "ProxyScorer", "PsiScorer", "SCORERS", "Scorer", "build_network", "initialise",
            "resolve_proxies", "score_network", "scoring_batch"]
 
 log = logging.getLogger(__name__)
@@ -251,6 +253,7 @@ class ProxyScorer:
 
 SCORERS: Registry[type] = Registry("scorer kind")
 SCORERS.add(ProxyScorer.kind, ProxyScorer)
+SCORERS.add(PsiScorer.kind, PsiScorer)
 
 
 def score_network(spec: NetworkSpec, split: datasets.DataSplit, proxy_names: list[str], *, batch: int,

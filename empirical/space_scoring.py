@@ -367,8 +367,12 @@ def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[s
     failed``."""
     scorer = _scorer(proxies, scorer)
     device = str(resolve_device(device))  # fail here, naming the problem, not in every job
-    if data == "cifar10":
-        load_scoring_data(data, cifar_path)  # fail here, with the message, not in every job
+    check_choice("data", data, DATA)
+    check_int("batch", batch, minimum=1)
+    # Fail here, with the message, not in every job (the split is cached per process).
+    available = load_scoring_data(data, cifar_path).X_train.shape[0]
+    if batch > available:
+        raise ValueError(f"batch {batch} exceeds the {available} training samples of {data}")
     jobs = arch_jobs(list(dict.fromkeys(archs)), scorer=scorer, data=data, batch=batch, seed=seed, C=C, N=N,
                      init=init, space=space, cells=cells)
     network = network_settings(space=space, C=C, N=N, data=data, batch=batch, init=init)
@@ -392,8 +396,8 @@ def score_space(run_dir: str | os.PathLike, archs: list[str], *, proxies: list[s
 
 def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None, data: str | None = None,
                 batch: int | None = None, seed: int | None = None, init: str | None = None,
-                space: str | None = None, expand: bool = True) -> pd.DataFrame:
-    """The run's per-architecture proxy scores as a DataFrame.
+                space: str | None = None, expand: bool = True, scorer: Scorer | None = None) -> pd.DataFrame:
+    """The run's per-architecture proxy scores (or, with ``scorer=``, that scorer's) as a DataFrame.
 
     Rows of kind ``space-score`` with status 'ok', filtered by the given settings (each
     None: any; ``proxies``: rows that cover them with default options, giving those
@@ -402,32 +406,43 @@ def space_table(run_dir: str | os.PathLike, *, proxies: list[str] | None = None,
     Columns: ``arch, representative, scored`` (True where the row is the scored
     architecture itself), ``cell`` (nb101 and NDS: the cell the row was built from, as
     JSON), one column per proxy and ``<proxy>_seconds``, ``wall_s, cpu_s``.
+    ``scorer=`` (not a `ProxyScorer`; pass no ``proxies``) takes the rows of its kind that
+    it covers instead, with its ``table_columns()`` (else its ``columns()``).
     With ``expand`` (nb201 only), every architecture of NAS-Bench-201 whose class
     representative was scored gets a row carrying the representative's scores (all
     15,625 after a full ``unique`` run); a directly scored architecture keeps its own row.
     """
+    if scorer is not None and (proxies is not None or isinstance(scorer, ProxyScorer)):
+        raise ValueError("space_table: pass proxies= for proxy scores, or scorer= for another scorer, not both")
+    kind = KIND if scorer is None else scorer.kind
     with ResultsStore(run_dir, create=False) as store:
-        rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
+        rows = [r for r in store.rows(status="ok") if r["kind"] == kind]
     wanted = {"data": data, "batch": batch, "space": space}
     settings = set()
     records: dict[str, dict] = {}
     cells: dict[str, str] = {}
     for r in rows:
         params = r["params"]
-        options = params.get("options", {})
-        if proxies is not None and (not set(proxies) <= set(params["proxies"]) or set(options) & set(proxies)):
-            continue  # a proxy scored with non-default options is another score
         if any(v is not None and params[k] != v for k, v in wanted.items()):
             continue
         if seed is not None and r["seed"] != seed:
             continue
         if init is not None and params.get("init", "default") != init:
             continue
-        names = list(proxies) if proxies is not None else params["proxies"]
-        settings.add((params["space"], tuple(names), json.dumps(options if proxies is None else {}, sort_keys=True),
-                      params["data"], params["batch"], params["C"], params["N"], params.get("init", "default"),
-                      r["seed"]))
-        ordered = {k: r["result"][k] for name in names for k in (name, f"{name}_seconds")}
+        if scorer is None:
+            options = params.get("options", {})
+            if proxies is not None and (not set(proxies) <= set(params["proxies"]) or set(options) & set(proxies)):
+                continue  # a proxy scored with non-default options is another score
+            names = list(proxies) if proxies is not None else params["proxies"]
+            what = (tuple(names), json.dumps(options if proxies is None else {}, sort_keys=True))
+            ordered = {k: r["result"][k] for name in names for k in (name, f"{name}_seconds")}
+        else:
+            if not scorer.covers(params):
+                continue
+            what = (json.dumps(scorer.settings(), sort_keys=True), "")
+            ordered = {k: r["result"].get(k) for k in getattr(scorer, "table_columns", scorer.columns)()}
+        settings.add((params["space"], *what, params["data"], params["batch"], params["C"], params["N"],
+                      params.get("init", "default"), r["seed"]))
         records.setdefault(params["arch"], {**ordered, "wall_s": (r["timings"] or {}).get("wall_s"),
                                             "cpu_s": (r["timings"] or {}).get("cpu_s")})
         if "cell" in params:

@@ -1,6 +1,7 @@
 """`gradsign space-score`: score the architectures of a search space (NAS-Bench-201,
-NAS-Bench-101, the NDS cell spaces) with zero-cost proxies, resumably, and export the
-per-architecture table.
+NAS-Bench-101, the NDS cell spaces) with zero-cost proxies, or with ``--psi`` by exact Ψ
+of the sample-wise optima (`empirical.psi_scoring`, on ``--psi-n`` samples), resumably,
+and export the per-architecture table.
 
 Which architectures (`architectures_of`):
 
@@ -28,13 +29,15 @@ from pathlib import Path
 
 import torch
 
+import theory
 from empirical import architectures, space_scoring
 from empirical.benchmarks import nb201_digits
 from empirical.benchmarks.benchmark import nb101_file_benchmark, nds_file_benchmark
 from empirical.devices import add_device_argument, resolve_device
-from empirical.scoring import INITS, resolve_proxies
+from empirical.psi_scoring import DTYPES, LOSSES, PsiScorer
+from empirical.scoring import INITS, ProxyScorer, Scorer, resolve_proxies
 from empirical.spaces import nb201
-from proxies.checks import check_int
+from proxies.checks import check_choice, check_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", choices=list(space_scoring.DATA), default="digits")
     parser.add_argument("--cifar-path", metavar="PATH", help="unpacked CIFAR-10 python batches (--data cifar10)")
     parser.add_argument("--proxies", default="gradsign", help="a name, a comma list, or 'all'")
+    parser.add_argument("--psi", action="store_true",
+                        help="score exact Ψ_2, Ψ_1 of the sample-wise optima instead of proxies "
+                             "(empirical.psi_scoring; rows of kind space-psi)")
+    parser.add_argument("--psi-n", type=int, metavar="N", help="--psi: training samples n (default: --batch)")
+    parser.add_argument("--psi-solver", default="gauss_newton", help="--psi: theory solver (default gauss_newton)")
+    parser.add_argument("--psi-loss", default="mse",
+                        help="--psi: mse (squared one-hot, default) or ce (with --psi-solver proximal or eps_stop)")
+    parser.add_argument("--psi-dtype", default="float64", help="--psi: float64 (default) or float32")
+    parser.add_argument("--psi-max-iter", type=int, metavar="K", help="--psi: the solver's max_iter (default: its own)")
     parser.add_argument("--unique", action="store_true",
                         help="nb201: score one representative per isomorphism class and map scores to all archs")
     parser.add_argument("--subset", choices=["nb201-digits"],
@@ -133,8 +145,25 @@ def architectures_of(args: argparse.Namespace, C: int | None, N: int | None) -> 
     return archs, cells
 
 
+def scorer_of(args: argparse.Namespace, data_size: int) -> tuple[Scorer, int]:
+    """The scorer the options ask for and its scoring batch: proxies on ``--batch``, or
+    with ``--psi`` a `PsiScorer` on ``--psi-n`` samples (at most ``data_size``)."""
+    if not args.psi:
+        return ProxyScorer(tuple(resolve_proxies(args.proxies))), args.batch
+    n = check_int("--psi-n", args.batch if args.psi_n is None else args.psi_n, minimum=1)
+    if n > data_size:
+        raise ValueError(f"--psi-n {n} exceeds the {data_size} training samples of --data {args.data}")
+    options = {} if args.psi_max_iter is None else {"max_iter": check_int("--psi-max-iter", args.psi_max_iter,
+                                                                          minimum=0)}
+    for option, value, allowed in (("--psi-solver", args.psi_solver, theory.SOLVERS.names()),
+                                   ("--psi-loss", args.psi_loss, LOSSES), ("--psi-dtype", args.psi_dtype, DTYPES)):
+        check_choice(option, value, tuple(allowed))
+    return PsiScorer(args.psi_solver, args.psi_loss, args.psi_dtype, solver_options=options), n
+
+
 def main(args: argparse.Namespace) -> int:
-    proxy_names = resolve_proxies(args.proxies)
+    data_size = space_scoring.load_scoring_data(args.data, args.cifar_path).X_train.shape[0]
+    scorer, batch = scorer_of(args, data_size)
     device = str(resolve_device(args.device))
     C, N = network_size(args)
     archs, cells = architectures_of(args, C, N)
@@ -142,13 +171,14 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)  # small networks: one thread per scoring is the efficient use
     start = time.perf_counter()
     summary, counts = space_scoring.score_space(
-        args.out, archs, proxies=proxy_names, data=args.data, batch=args.batch, seed=args.seed,
+        args.out, archs, scorer=scorer, data=args.data, batch=batch, seed=args.seed,
         C=C, N=N, init=args.init, space=args.space, cells=cells, cifar_path=args.cifar_path,
         archs_per_job=args.archs_per_job, executor=args.executor, workers=args.workers,
         progress=not args.no_progress, retry_failed=args.retry_failed, device=device,
     )
     elapsed = time.perf_counter() - start
-    table = space_scoring.space_table(args.out, proxies=proxy_names, data=args.data, batch=args.batch,
+    by_score = {"scorer": scorer} if args.psi else {"proxies": list(scorer.proxies)}
+    table = space_scoring.space_table(args.out, **by_score, data=args.data, batch=batch,
                                       seed=args.seed, init=args.init, space=args.space,
                                       expand=args.limit is None and args.sample is None)
     path = Path(args.out) / "scores.csv"
