@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "training in OUT/results.sqlite; rerun to resume. Then write the benchmark "
                     "tables (classes with every training done) and their metadata. nb201-digits: "
                     "one 1347/450 split, one training per seed. nb201-digits-cv: 4-fold stratified "
-                    "cross-validation over all images, 4 repeats, 3 epochs.",
+                    "cross-validation over all images, 2 repeats, 3 epochs.",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (results.sqlite)")
     parser.add_argument("--benchmark", choices=BENCHMARKS, default="nb201-digits", help="which ground truth")
