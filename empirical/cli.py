@@ -16,6 +16,7 @@ import sys
 # One line per subcommand module; keep the list sorted.
 COMMAND_MODULES = [
     "empirical.commands.build_benchmark",
+    "empirical.commands.compare_truths",
     "empirical.commands.correlate",
     "empirical.commands.demo",
     "empirical.commands.export",
