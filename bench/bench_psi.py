@@ -14,11 +14,24 @@ loss ½‖f(x) − y‖², float64, model 64 → width → 10 (ReLU), seed 0.
 
     python bench/bench_psi.py [--sizes 200 1437] [--widths 64 256] [--solvers gauss_newton gd]
                               [--loop-samples 100] [--threads 1]
+
+``--nb201 RUNS`` instead times Gauss–Newton on a convolutional cell: the NAS-Bench-201
+network of ``NB201_ARCH`` (C=8, N=1, 10 classes, 1 input channel; every edge a 3x3 conv),
+digits 1x8x8 from ``empirical.data.load("digits", seed=0)`` (the first ``--nb201-n``
+training samples), one-hot targets, float32, ``params="weights"``, BatchNorm in training
+mode. Per run, in this order: the factored route (Conv2d and Linear weights factored),
+the generic route (``factored_linear=False``) and one ``proxies.gradsign`` call on the
+same model and batch; the script prints each run's times and ratios, then their range.
+Peak memory is the process's peak resident set size (``resource.getrusage``) after each
+phase: it only grows, so the generic route's figure is the peak of both routes.
+
+    python bench/bench_psi.py --nb201 3 [--nb201-n 128] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -30,7 +43,13 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import proxies  # noqa: E402
+from proxies.engine import select_param_names  # noqa: E402
 import theory  # noqa: E402
+from empirical import data as empirical_data  # noqa: E402
+from empirical.spaces import nb201  # noqa: E402
+
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 SOLVER_OPTIONS = {
     "gauss_newton": {},
@@ -102,6 +121,54 @@ def run(n, width, solver, loop_samples):
     }
 
 
+def _peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_nb201(runs, n):
+    torch.manual_seed(0)
+    model = nb201.build(NB201_ARCH, C=8, N=1, num_classes=10, in_channels=1)
+    data = empirical_data.load("digits", seed=0)
+    X, labels = data.X_train[:n].float(), data.y_train[:n]
+    Y = F.one_hot(labels, 10).float()
+    weights = set(select_param_names(model, "weights"))
+    moving = sum(p.numel() for name, p in model.named_parameters() if name in weights)
+    # Warm-up of both routes and of GradSign (one-off torch.func set-up).
+    for factored in (True, False):
+        theory.sample_wise_optima(model, X[:2], Y[:2], "mse", "gauss_newton", params="weights", max_iter=1,
+                                  factored_linear=factored)
+    proxies.gradsign(model, X, labels)
+    print(f"NB201 cell {NB201_ARCH}, C=8, N=1: {sum(p.numel() for p in model.parameters())} parameters, "
+          f"{moving} moving (params=\"weights\"); n = {n}, float32, Gauss–Newton defaults", flush=True)
+    print("| run | factored s | generic s | GradSign s | generic / factored | factored / GradSign | generic / GradSign | "
+          "mean iters factored (generic) | converged factored (generic) | max |Δθ| | Ψ_2 factored (generic) | "
+          "peak RSS MiB after factored / generic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    speedups = []
+    for run in range(1, runs + 1):
+        times, opts = {}, {}
+        peaks = []
+        for factored in (True, False):
+            start = time.perf_counter()
+            opts[factored] = theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="weights",
+                                                       factored_linear=factored)
+            times[factored] = time.perf_counter() - start
+            peaks.append(_peak_mib())
+        start = time.perf_counter()
+        proxies.gradsign(model, X, labels)
+        t_gs = time.perf_counter() - start
+        fac, gen = opts[True], opts[False]
+        speedups.append(times[False] / times[True])
+        psi = [theory.psi(o, on_unconverged="exclude") for o in (fac, gen)]
+        print(f"| {run} | {times[True]:.2f} | {times[False]:.2f} | {t_gs:.3f} | {speedups[-1]:.2f}x | "
+              f"{times[True] / t_gs:.0f}x | {times[False] / t_gs:.0f}x | "
+              f"{float(fac.iterations.float().mean()):.2f} ({float(gen.iterations.float().mean()):.2f}) | "
+              f"{int(fac.converged.sum())} ({int(gen.converged.sum())}) of {n} | "
+              f"{float((fac.theta - gen.theta).abs().max()):.1e} | {psi[0]:.6g} ({psi[1]:.6g}) | "
+              f"{peaks[0]:.0f} / {peaks[1]:.0f} |", flush=True)
+    print(f"generic / factored over {runs} runs: {min(speedups):.2f}x to {max(speedups):.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1437])
@@ -109,8 +176,16 @@ def main(argv=None):
     parser.add_argument("--solvers", nargs="+", default=["gauss_newton", "gd"], choices=sorted(SOLVER_OPTIONS))
     parser.add_argument("--loop-samples", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--nb201", type=int, default=0, metavar="RUNS",
+                        help="time Gauss–Newton on the NB201 conv cell instead, RUNS times")
+    parser.add_argument("--nb201-n", type=int, default=128)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.nb201:
+        print(f"torch {torch.__version__}, {args.threads} thread(s); load average at start "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+        run_nb201(args.nb201, args.nb201_n)
+        return
     print(f"torch {torch.__version__}, {args.threads} thread(s), float64; loop timed on the first "
           f"{args.loop_samples} samples and extrapolated per sample to n where n is larger; "
           f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)

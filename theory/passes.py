@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jacrev, vmap
 
-from theory.factored_linear import FactoredLinears, positions
+from theory.factored_linear import FactoredLinears
 from theory.losses import ResolvedLoss, residual
 
 Forward = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor], Tensor]
@@ -85,8 +85,8 @@ class SamplePasses:
         """
         generic, frozen = self._split(theta)
         (d_generic, d_z), (value, a) = self._gradients(generic, self.z, frozen, bufs, x, y)
-        delta = {name: positions(t, 1) for name, t in d_z.items()}
-        inputs = {name: positions(t, 1) for name, t in a.items()}
+        delta = self.layers.output_positions(d_z, 1)
+        inputs = self.layers.input_positions(a, 1)
         ev = {"loss": value, "grad_norm": self._grad_norm(d_generic, delta, inputs)}
         if keep == "factors":
             ev.update(generic=d_generic, delta=delta, inputs=inputs)
@@ -105,8 +105,8 @@ class SamplePasses:
         """
         generic, frozen = self._split(theta)
         (d_generic, d_z), (r, a) = self._jacobians(generic, self.z, frozen, bufs, x, y)
-        B = {name: positions(t, 2) for name, t in d_z.items()}
-        inputs = {name: positions(t, 1) for name, t in a.items()}
+        B = self.layers.output_positions(d_z, 2)
+        inputs = self.layers.input_positions(a, 1)
         ev = {"generic": d_generic, "B": B, "inputs": inputs, "r": r}
         if with_gradient:
             if not self.all_factored:

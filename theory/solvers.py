@@ -8,7 +8,7 @@ chunk, a sample whose stopping criterion is met is recorded at once and dropped 
 batched computation once a quarter of the working set has stopped (until then it is
 carried along, its later values unused).
 
-Parameters of plain ``nn.Linear`` layers are handled in factored form
+Parameters of plain ``nn.Linear`` and ``nn.Conv2d`` layers are handled in factored form
 (``theory.factored_linear``): their per-sample gradients and Jacobians are never formed;
 Gram matrices, norms and updates come from ∂/∂(layer output) and the layer input. This is
 exact and removes most of the memory traffic on an MLP; ``factored_linear=False``
@@ -134,6 +134,8 @@ def sample_wise_optima(
         (True, (5, 3))
     """
     rule = SOLVERS.get(check_choice("solver", solver, SOLVERS.names()))
+    if not isinstance(factored_linear, bool):
+        raise ValueError(f"factored_linear must be True or False, got {factored_linear!r}")
     resolved_loss = resolve_loss(loss)
     if rule.residual_loss and not resolved_loss.is_squared:
         raise ValueError(
