@@ -1,5 +1,6 @@
 """Entry ``rank-correlation``: the paper's main tables (Spearman ρ and Kendall τ of each
-gradient-based proxy against final accuracy), here on ``nb201-digits``.
+gradient-based proxy against final accuracy), here on ``nb201-digits`` (or ``--benchmark
+nb201-digits-cv``).
 
 Every architecture of the benchmark is built at θ_0 from ``--seed`` and scored by each
 proxy on one batch of ``--batch`` training samples (`empirical.space_scoring.score_frame`);
@@ -39,7 +40,7 @@ RULE = ("paired bootstrap over architectures of Δρ = ρ(GradSign) − ρ(other
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", default="nb201-digits", choices=("nb201-digits",),
+    parser.add_argument("--benchmark", default="nb201-digits", choices=("nb201-digits", "nb201-digits-cv"),
                         help="tabular benchmark (--toy replaces it by the synthetic toy table)")
     parser.add_argument("--batch", type=int, default=None, help="samples per proxy batch (default 64; --toy: 8)")
     parser.add_argument("--proxies", default=",".join(PROXIES), help="comma list; must include gradsign")

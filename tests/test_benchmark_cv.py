@@ -1,9 +1,11 @@
 """The nb201-digits-cv ground truth at toy size (3 classes, 2 folds, 2 repeats, 1 epoch):
 stratified folds, the fold job against building and training by hand, determinism,
 kill -9 and resume of `gradsign build-benchmark`, the split-half reliability against a
-literal loop, the written files, and the ValueErrors."""
+literal loop, the written files, the ValueErrors, and the built files as a truth (`load_benchmark`,
+`gradsign correlate --truth nb201-digits-cv`)."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -19,12 +21,17 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
 
+from empirical import space_scoring, stats
 from empirical.benchmarks import digits_folds, nb201_digits, nb201_digits_cv as cv
-from empirical.cli import main as cli
+from empirical.benchmarks.benchmark import load_benchmark
+from empirical.cli import build_parser, main as cli
+from empirical.commands.space_score import architectures_of
 from empirical.plan import Job
 from empirical.spaces import nb201
+from empirical.stats import Estimate
 from empirical.store import DB_NAME, ResultsStore
 from empirical.training import train
+from paper_repro import assisted_search, registry
 from tests.helpers_kill import kill_after_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -324,3 +331,92 @@ def test_shipped_files_when_built_follow_the_protocol():
     for path in (cv.TRAININGS_PATH, cv.CLASSES_PATH, cv.JSON_PATH):
         assert path.stat().st_size < 5_000_000
     assert same(meta["reliability"], cv.reliability(trainings, n_boot=meta["reliability"]["n_boot"]))
+
+
+# ----------------------------------------------------------------------------- as a truth
+
+
+def toy_paths(run_dir):
+    return {"classes_path": run_dir / "c.csv", "trainings_path": run_dir / "t.csv.gz", "json_path": run_dir / "m.json"}
+
+
+def test_load_benchmark_reads_the_built_files_with_per_repeat_columns(reference):
+    bench = load_benchmark("nb201-digits-cv", paths=toy_paths(reference))
+    meta = cv.metadata(reference / "m.json")
+    rows = cv.load_trainings(reference / "t.csv.gz").to_dict("records")
+    assert bench.name == "nb201-digits-cv" and bench.space == "nb201" and (bench.C, bench.N) == (8, 1)
+    assert bench.archs == cv.load(reference / "c.csv")["arch"].tolist() and len(bench.archs) == 3
+    for metric in ("test_acc", "test_loss", "train_acc", "train_loss"):
+        for i, arch in enumerate(bench.archs):
+            everything = [r[metric] for r in rows if r["arch"] == arch]
+            assert bench.column(metric)[i] == pytest.approx(sum(everything) / len(everything), abs=2e-6)
+            for repeat in (0, 1):  # a literal mean over the folds of the repeat
+                folds = [r[metric] for r in rows if r["arch"] == arch and r["repeat"] == repeat]
+                assert len(folds) == TOY["folds"]
+                assert bench.column(f"{metric}_r{repeat}")[i] == pytest.approx(sum(folds) / len(folds), abs=1e-12)
+    assert {"params", "flops"} <= set(bench.table.columns)
+    assert bench.seed_columns() == ["test_acc_r0", "test_acc_r1"]
+    assert bench.seed_columns("test_loss") == ["test_loss_r0", "test_loss_r1"]
+    rel, top = meta["reliability"]["test_acc_all"], meta["reliability"]["test_acc_top_half"]
+    rho = bench.reliability()
+    assert (rho.value, rho.low, rho.high, rho.n) == (rel["spearman"], *rel["spearman_ci"], rel["n"])
+    note = bench.reliability_note()
+    assert "split-half Spearman" in note and "repeat 0 and of repeat 1" in note and "2-fold" in note
+    assert rho.format() in note and "top half" in note
+    top_est = Estimate(top["spearman"], top["spearman_ci"][0], top["spearman_ci"][1], top["n"])
+    assert top_est.format() in note and "training seeds" not in note
+    assert "cross-validation" in bench.description and "repeats [0, 1]" in bench.description
+
+
+def test_load_benchmark_names_the_missing_file(tmp_path, reference, monkeypatch):
+    paths = {**toy_paths(reference), "trainings_path": tmp_path / "none.csv.gz"}
+    with pytest.raises(ValueError, match="trainings table .*none.csv.gz.* is missing"):
+        load_benchmark("nb201-digits-cv", paths=paths)
+    monkeypatch.setattr(cv, "JSON_PATH", tmp_path / "absent.json")
+    with pytest.raises(ValueError, match="metadata .*absent.json.* is missing .not built yet"):
+        load_benchmark("nb201-digits-cv")
+    with pytest.raises(ValueError, match="paths applies to benchmark 'nb201-digits-cv' only"):
+        load_benchmark("nb201-digits", paths=paths)
+    with pytest.raises(ValueError, match="paths takes the keys"):
+        load_benchmark("nb201-digits-cv", paths={"csv": tmp_path})
+
+
+def test_correlate_with_the_cv_truth(tmp_path, reference, monkeypatch, capsys):
+    for name, path in (("CLASSES_PATH", "c.csv"), ("TRAININGS_PATH", "t.csv.gz"), ("JSON_PATH", "m.json")):
+        monkeypatch.setattr(cv, name, reference / path)
+    archs = cv.load(reference / "c.csv")["arch"].tolist()
+    run = tmp_path / "run"
+    space_scoring.score_space(run, archs, proxies=["grad_norm"], data="digits", batch=8, seed=0, C=2, N=1,
+                              progress=False)
+    bench = load_benchmark("nb201-digits-cv")
+    scores = space_scoring.space_table(run, expand=False).set_index("arch").loc[bench.archs, "grad_norm"]
+    for metric in ("test_acc", "test_acc_r1"):
+        out = tmp_path / metric
+        assert cli(["correlate", str(run), "--truth", "nb201-digits-cv", "--metric", metric, "--n-boot", "20",
+                    "--no-figures", "--out", str(out)]) == 0
+        summary = pd.read_json(out / "correlation.json").set_index("proxy")
+        assert summary.loc["grad_norm", "spearman"] == pytest.approx(
+            stats.spearman(scores.to_numpy(), bench.column(metric)))
+        assert f"Rank correlation with nb201-digits-cv {metric} over 3 architectures" in (out / "correlation.md").read_text()
+    assert cli(["correlate", str(run), "--truth", "nb201-digits-cvx", "--no-figures"]) == 2
+    assert "'nb201-digits-cv'" in capsys.readouterr().err
+
+
+def test_space_score_subset_of_the_cv_benchmark_is_the_digits_selection():
+    def archs(subset):
+        return architectures_of(build_parser().parse_args(["space-score", "--subset", subset]), 8, 1)[0]
+
+    assert archs("nb201-digits-cv") == archs("nb201-digits") == nb201_digits.select_classes()
+    assert len(archs("nb201-digits-cv")) == 1000
+
+
+def test_paper_repro_entries_take_the_cv_benchmark_and_name_its_repeats(reference):
+    parser = argparse.ArgumentParser()
+    registry.add_entry_parsers(parser.add_subparsers())
+    for entry in ("rank-correlation", "assisted-search"):
+        assert parser.parse_args([entry, "--benchmark", "nb201-digits-cv"]).benchmark == "nb201-digits-cv"
+        assert parser.parse_args([entry]).benchmark == "nb201-digits"
+    bench = load_benchmark("nb201-digits-cv", paths=toy_paths(reference))
+    assert assisted_search._truth_unit(bench).startswith("cross-validation repeat")
+    assert assisted_search._truth_unit(load_benchmark("nb201-digits")) == "training seed"
+    assert assisted_search._truth_unit(load_benchmark("toy")) == "ground truth"

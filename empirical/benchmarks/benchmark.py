@@ -7,6 +7,10 @@ is a fraction in [0, 1], whatever the source stores.
 * ``nb201-digits``: the shipped mini-benchmark (`empirical.benchmarks.nb201_digits`),
   ground truth ``test_acc`` (mean over its training seeds, per-seed columns
   ``test_acc_s<seed>``), networks at its own size.
+* ``nb201-digits-cv``: the same classes under repeated 4-fold cross-validation
+  (`empirical.benchmarks.nb201_digits_cv`), ground truth ``test_acc`` (mean over its 8
+  trainings per class), per-repeat columns ``test_acc_r<repeat>`` (mean over that
+  repeat's folds, from its trainings file); only once built (no placeholder ships).
 * ``nb201-file``: the user's NAS-Bench-201 file (`file_benchmark`, read by
   `empirical.benchmarks.nb201_api`; its percentages divided by 100).
 * ``nb101-file``: the user's NAS-Bench-101 record file (`nb101_file_benchmark`, read by
@@ -27,15 +31,16 @@ import numpy as np
 import pandas as pd
 
 from empirical import architectures
-from empirical.benchmarks import nb101_records, nb201_api, nb201_digits, nds_files
+from empirical.benchmarks import nb101_records, nb201_api, nb201_digits, nb201_digits_cv, nds_files
 from empirical.spaces import nb201
 from empirical.stats import Estimate
 from proxies.checks import check_choice, check_int
 
-__all__ = ["BENCHMARKS", "Benchmark", "file_benchmark", "load_benchmark", "nb101_file_benchmark",
+__all__ = ["BENCHMARKS", "Benchmark", "cv_benchmark", "file_benchmark", "load_benchmark", "nb101_file_benchmark",
            "nds_file_benchmark", "toy_benchmark"]
 
-BENCHMARKS = ("nb201-digits", "toy")
+BENCHMARKS = ("nb201-digits", "nb201-digits-cv", "toy")
+CV_METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
 ACCURACY_COLUMNS = ("test_acc", "train_acc", "valid_acc")
 
 
@@ -91,19 +96,25 @@ class Benchmark:
 
     def seed_columns(self, metric: str = "test_acc") -> list[str]:
         """The per-training-seed columns of `metric` (``test_acc_s0``, ``test_acc_s1``, ...)
-        where the benchmark records its seeds, else ``[metric]``.
+        where the benchmark records its seeds, else its per-repeat columns
+        (``test_acc_r0``, ``test_acc_r1``: nb201-digits-cv), else ``[metric]``.
 
         >>> load_benchmark("nb201-digits").seed_columns()
         ['test_acc_s0', 'test_acc_s1']
         """
         columns = [f"{metric}_s{s}" for s in self.info.get("seeds", []) if f"{metric}_s{s}" in self.table.columns]
-        return columns or [metric]
+        repeats = [f"{metric}_r{r}" for r in self.info.get("repeats", []) if f"{metric}_r{r}" in self.table.columns]
+        return columns or repeats or [metric]
 
     def reliability(self) -> Estimate | None:
-        """Spearman ρ between two training seeds' test accuracies, where the benchmark records it."""
+        """Spearman ρ between two training seeds' test accuracies (nb201-digits), or the
+        split-half Spearman of the test_acc class means over all classes (nb201-digits-cv),
+        where the benchmark records it."""
         rel = self.info.get("reliability")
         if not rel:
             return None
+        if "test_acc_all" in rel:
+            rel = rel["test_acc_all"]
         return Estimate(rel["spearman"], rel["spearman_ci"][0], rel["spearman_ci"][1], rel["n"])
 
     def reliability_note(self) -> str:
@@ -111,6 +122,17 @@ class Benchmark:
         rho = self.reliability()
         if rho is None:
             return "not recorded"
+        rel = self.info["reliability"]
+        if "test_acc_all" in rel:
+            top = rel["test_acc_top_half"]
+            top = Estimate(top["spearman"], top["spearman_ci"][0], top["spearman_ci"][1], top["n"])
+            first, second = (", ".join(map(str, h)) for h in rel["halves"])
+            k = self.info.get("folds", {}).get("k", "?")
+            return (f"split-half Spearman ρ between the test-accuracy class means of repeat {first} and of repeat "
+                    f"{second} (each a full {k}-fold cross-validation over all images) = {rho.format()} over "
+                    f"{rho.n} architectures, {top.format()} within the top half ({top.n} best by mean test "
+                    "accuracy); no Spearman-Brown correction (a ceiling on how well any proxy can rank one "
+                    "repeat's accuracies; the table averages both repeats)")
         seeds = self.info["reliability"]["seeds"]
         return (f"Spearman ρ between the test accuracies of training seeds {seeds[0]} and {seeds[1]} "
                 f"= {rho.format()} over {rho.n} architectures (a ceiling on how well any proxy can rank one "
@@ -146,11 +168,48 @@ def toy_benchmark(n_archs: int = 8, seed: int = 0) -> Benchmark:
                                  "0.2 + 0.1·conv_edges + U(0, 0.05); for testing the pipeline only")
 
 
-def load_benchmark(name: str, *, toy_archs: int = 8, seed: int = 0) -> Benchmark:
-    """The benchmark `name` (one of ``BENCHMARKS``)."""
+def cv_benchmark(classes_path=None, trainings_path=None, json_path=None) -> Benchmark:
+    """``nb201-digits-cv`` from its three files (default: the shipped ones,
+    `empirical.benchmarks.nb201_digits_cv`; ValueError naming a missing one): the class
+    table (``arch, conv_edges, params, flops`` and the means over all trainings) with, for
+    each of `CV_METRICS`, per-repeat columns ``<metric>_r<repeat>``, the mean over the
+    folds of that repeat in the trainings file."""
+    meta = nb201_digits_cv.metadata(json_path)
+    classes = nb201_digits_cv.load(classes_path)
+    trainings = nb201_digits_cv.load_trainings(trainings_path)
+    per_repeat = trainings.groupby(["arch", "repeat"])[list(CV_METRICS)].mean().unstack("repeat")
+    repeats = sorted(int(r) for r in trainings["repeat"].unique())
+    if sorted(set(trainings["arch"])) != sorted(classes["arch"]):
+        raise ValueError("nb201-digits-cv: the trainings file and the class table hold different classes; "
+                         "rebuild them together")
+    columns = {f"{m}_r{r}": per_repeat[(m, r)].reindex(classes["arch"]).to_numpy() for m in CV_METRICS
+               for r in repeats}
+    table = classes.assign(**columns)
+    recipe = meta.get("recipe", nb201_digits_cv.RECIPE.to_dict())
+    k = meta.get("folds", {}).get("k", "?")
+    description = (f"nb201-digits-cv: {len(table)} NB201 isomorphism classes at C={nb201_digits_cv.C}, "
+                   f"N={nb201_digits_cv.N} trained on digits by {k}-fold cross-validation over all images, "
+                   f"repeats {repeats} ({recipe.get('epochs')} epochs, SGD, batch {recipe.get('batch_size')}); "
+                   f"ground truth = test accuracy, mean over {meta.get('trainings_per_class', '?')} trainings "
+                   f"per class (repeat r: fold seed r, training seed r)")
+    return Benchmark("nb201-digits-cv", table, data=nb201_digits_cv.DATA, C=nb201_digits_cv.C,
+                     N=nb201_digits_cv.N, description=description, info={**meta, "repeats": repeats})
+
+
+def load_benchmark(name: str, *, toy_archs: int = 8, seed: int = 0, paths: dict | None = None) -> Benchmark:
+    """The benchmark `name` (one of ``BENCHMARKS``); ``paths`` (nb201-digits-cv only): the
+    keyword arguments of `cv_benchmark` (``classes_path``, ``trainings_path``,
+    ``json_path``) instead of the shipped files."""
     check_choice("benchmark", name, BENCHMARKS)
+    if paths is not None and name != "nb201-digits-cv":
+        raise ValueError(f"paths applies to benchmark 'nb201-digits-cv' only, not {name!r}")
     if name == "toy":
         return toy_benchmark(toy_archs, seed)
+    if name == "nb201-digits-cv":
+        unknown = set(paths or {}) - {"classes_path", "trainings_path", "json_path"}
+        if unknown:
+            raise ValueError(f"paths takes the keys classes_path, trainings_path, json_path; got {sorted(unknown)}")
+        return cv_benchmark(**(paths or {}))
     table = nb201_digits.load()
     try:
         meta = nb201_digits.metadata()

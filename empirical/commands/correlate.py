@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run", metavar="RUN", help="a space-score run directory")
     parser.add_argument("--truth", default="nb201-digits",
-                        metavar="nb201-digits|nb201-file:PATH|nb101-file:PATH|nds-file:PATH",
-                        help="the shipped mini-benchmark, or your NAS-Bench-201 .pth, NAS-Bench-101 .tfrecord "
+                        metavar="nb201-digits|nb201-digits-cv|nb201-file:PATH|nb101-file:PATH|nds-file:PATH",
+                        help="a shipped mini-benchmark (nb201-digits-cv: the same classes by repeated 4-fold "
+                             "cross-validation, once built), or your NAS-Bench-201 .pth, NAS-Bench-101 .tfrecord "
                              "or NDS .json file")
     parser.add_argument("--space", choices=list(architectures.SPACES),
                         help="the run's rows of this space (default: the one space the run holds)")
@@ -64,8 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool, space: str | None = None) -> tuple[Benchmark, str]:
     """The benchmark ``--truth`` names and how the report calls it (``space``: the NDS
     space whose op set an NDS file's genotypes are checked against)."""
-    if spec == "nb201-digits":
-        return load_benchmark("nb201-digits"), "nb201-digits"
+    if spec in ("nb201-digits", "nb201-digits-cv"):
+        return load_benchmark(spec), spec
     kind, _, path = spec.partition(":")
     if kind == "nb201-file" and path:
         return file_benchmark(path, dataset=dataset, hp=hp, allow_pickle=trust_file), f"NAS-Bench-201 {dataset}"
@@ -75,7 +76,7 @@ def load_truth(spec: str, *, dataset: str, hp: str, trust_file: bool, space: str
         if space not in architectures.NDS_SPACES:
             raise ValueError(f"--truth nds-file: needs a run of an NDS space (--space nds-darts, ...), not {space}")
         return nds_file_benchmark(path, space=space), f"NDS {architectures.NDS_SPACES[space]}"
-    raise ValueError(f"--truth must be 'nb201-digits', 'nb201-file:PATH', 'nb101-file:PATH' or 'nds-file:PATH', "
+    raise ValueError(f"--truth must be 'nb201-digits', 'nb201-digits-cv', 'nb201-file:PATH', 'nb101-file:PATH' or 'nds-file:PATH', "
                      f"got {spec!r}")
 
 

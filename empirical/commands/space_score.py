@@ -6,7 +6,8 @@ and export the per-architecture table.
 Which architectures (`architectures_of`):
 
 * ``--space nb201``: all 15,625 cells; ``--unique`` one per isomorphism class;
-  ``--subset nb201-digits`` the mini-benchmark's classes.
+  ``--subset nb201-digits`` (or ``nb201-digits-cv``: the same 1,000 classes) the
+  mini-benchmark's classes.
 * ``--space nb101``: ``--truth-file PATH`` the cells of your NAS-Bench-101 record file
   (``nasbench_only108.tfrecord``: 423,624 cells; minutes to read); without a file,
   ``--sample K`` specs drawn by `nb101.sample` (the space is not enumerated here).
@@ -67,8 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--psi-max-iter", type=int, metavar="K", help="--psi: the solver's max_iter (default: its own)")
     parser.add_argument("--unique", action="store_true",
                         help="nb201: score one representative per isomorphism class and map scores to all archs")
-    parser.add_argument("--subset", choices=["nb201-digits"],
-                        help="nb201: score only the classes selected for the nb201-digits benchmark")
+    parser.add_argument("--subset", choices=["nb201-digits", "nb201-digits-cv"],
+                        help="nb201: score only the classes selected for the nb201-digits benchmark (the same "
+                             "classes as nb201-digits-cv)")
     parser.add_argument("--C", metavar="INT|file",
                         help="channels (nb201: first stage, nb101: stem, nds: initial); default per space")
     parser.add_argument("--N", metavar="INT|file",
@@ -128,7 +130,7 @@ def architectures_of(args: argparse.Namespace, C: int | None, N: int | None) -> 
         if args.sample is not None:
             archs = architectures.subset(archs, check_int("--sample", args.sample, minimum=1), seed)
     elif space == "nb201":
-        if args.subset == "nb201-digits":
+        if args.subset in ("nb201-digits", "nb201-digits-cv"):
             archs = nb201_digits.select_classes()
         else:
             archs = nb201.unique_archs() if args.unique else nb201.all_archs()
