@@ -56,12 +56,14 @@ def test_rank_correlation_toy(tmp_path, shared_scores):
         assert table.loc[name, "spearman_low"] <= table.loc[name, "spearman"] <= table.loc[name, "spearman_high"]
     delta = table.loc["gradsign", "spearman"] - table.loc["snip", "spearman"]
     assert table.loc["snip", "delta"] == pytest.approx(delta)
-    # The numbers the code before the consolidation (commit 1a4b141) wrote for this run.
-    pinned = {("gradsign", "spearman"): 0.6428571428571429, ("gradsign", "spearman_low"): -0.2911392405063291,
-              ("gradsign", "kendall_high"): 0.8400000000000001, ("snip", "delta_low"): -0.6937499999999998,
-              ("synflow", "delta_high"): 0.37072649572649585, ("synflow", "kendall_low"): 0.2375776397515529}
-    for (name, column), value in pinned.items():
-        assert table.loc[name, column] == pytest.approx(value, abs=1e-12)
+    # Seeded: a second run gives the same table to the bit. (The consolidation's bit-identity
+    # with the old code was checked by regenerating every entry. Values pinned from that code
+    # passed on the machine they were made on and failed on the next one with the same package
+    # versions: two toy archs' GradSign counts lie 12 apart, so a few near-zero gradient signs,
+    # which depend on the CPU's floating-point kernels, reorder them.)
+    _run("rank-correlation", tmp_path / "again", shared_scores, "--proxies", "gradsign,snip,synflow")
+    again = pd.read_csv(tmp_path / "again" / "correlations.csv").set_index("proxy")
+    pd.testing.assert_frame_equal(table, again)
     # Size control: #params and flops ranked as references; partial ρ given log #params
     # against scipy's ranks regressed by hand.
     assert table["reference"].to_dict() == {"gradsign": False, "snip": False, "synflow": False, "params": True,
