@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "empirical.commands.correlate",
     "empirical.commands.demo",
     "empirical.commands.export",
+    "empirical.commands.psi_study",
     "empirical.commands.figures",
     "empirical.commands.score",
     "empirical.commands.space_score",
