@@ -24,7 +24,7 @@ NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+\.\d+")
 
 
 def _reports():
-    return sorted(RESULTS.glob("*/report.md"))
+    return sorted(RESULTS.glob("**/report.md"))
 
 
 def _revisions(text: str) -> list[str]:
@@ -41,10 +41,10 @@ def test_every_results_folder_has_a_report():
     folders = [p for p in RESULTS.iterdir() if p.is_dir()]
     assert folders, "docs/results is empty"
     for folder in folders:
-        assert (folder / "report.md").exists(), f"{folder.name} has no report.md"
+        assert list(folder.glob("**/report.md")), f"{folder.name} has no report.md"
 
 
-@pytest.mark.parametrize("report", _reports(), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("report", _reports(), ids=lambda p: str(p.parent.relative_to(RESULTS)))
 def test_report_names_a_clean_commit(report):
     revs = _revisions(report.read_text(encoding="utf-8"))
     assert revs, f"{report} names no git revision"
