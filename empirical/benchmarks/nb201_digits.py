@@ -61,7 +61,7 @@ from empirical.training import Recipe, train
 
 __all__ = [
     "C", "N", "DATA", "SPLIT_SEED", "RECIPE", "KIND", "CSV_PATH", "JSON_PATH", "METRICS",
-    "conv_edges", "select_classes", "plan", "train_job", "table", "write", "load", "metadata",
+    "conv_edges", "select_classes", "plan", "train_job", "train_cell", "table", "write", "load", "metadata",
 ]
 
 C = 8
@@ -146,13 +146,17 @@ def _split(name: str, seed: int) -> datasets.DataSplit:
 def train_job(job: Job) -> dict:
     """Build, count and train one network; the job function of `build-benchmark`."""
     p = job.params
-    recipe = Recipe(**p["recipe"])
-    split = _split(p["data"], p["split_seed"])
-    with seeded(job.seed):
-        model = build_network(NetworkSpec("nb201", arch=p["arch"], C=p["C"], N=p["N"]), split, job.seed)
+    return train_cell(p, _split(p["data"], p["split_seed"]), job.seed)
+
+
+def train_cell(p: dict, split, seed: int) -> dict:
+    """Build the cell of job params ``p`` (arch, C, N, recipe) from ``seed``, count its
+    params and flops, train it on ``split``: the row both benchmarks store."""
+    with seeded(seed):
+        model = build_network(NetworkSpec("nb201", arch=p["arch"], C=p["C"], N=p["N"]), split, seed)
         x, y = split.X_train[:1], split.y_train[:1]
         counts = {"params": proxies.compute("params", model, x, y), "flops": proxies.compute("flops", model, x, y)}
-        out = train(model, split, recipe, job.seed)
+        out = train(model, split, Recipe(**p["recipe"]), seed)
     return {**counts, **{k: out[k] for k in METRICS + ("final_batch_loss", "steps", "diverged")}}
 
 

@@ -67,17 +67,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import proxies
 from proxies.checks import check_int
 from empirical import provenance
 from empirical.benchmarks import digits_folds
-from empirical.benchmarks.nb201_digits import C, N, DATA, conv_edges
+from empirical.benchmarks.nb201_digits import C, N, DATA, METRICS, conv_edges, train_cell
 from empirical.benchmarks.nb201_digits import RECIPE as DIGITS_RECIPE
-from empirical.plan import Job, seeded
-from empirical.scoring import NetworkSpec, build_network
+from empirical.plan import Job
 from empirical.stats import correlation_ci, top_half
 from empirical.store import ResultsStore
-from empirical.training import Recipe, train
+from empirical.training import Recipe
 
 __all__ = [
     "RECIPE", "FOLDS", "REPEATS", "KIND", "METRICS", "TRAININGS_PATH", "CLASSES_PATH", "JSON_PATH", "PILOT",
@@ -89,7 +87,6 @@ RECIPE = dataclasses.replace(DIGITS_RECIPE, epochs=3)
 FOLDS = 4
 REPEATS = (0, 1)
 KIND = "nb201-digits-cv-train"
-METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 TRAINING_COLUMNS = ("arch", "repeat", "seed", "fold") + METRICS
 RELIABILITY_METRICS = ("test_acc", "test_loss")
 _HERE = Path(__file__).resolve().parent
@@ -172,13 +169,7 @@ def train_job(job: Job) -> dict:
     """Build, count and train one network on one fold; the job function of
     ``build-benchmark --benchmark nb201-digits-cv``."""
     p = job.params
-    split = digits_folds.fold_split(p["folds"], p["fold_seed"], p["fold"])
-    with seeded(job.seed):
-        model = build_network(NetworkSpec("nb201", arch=p["arch"], C=p["C"], N=p["N"]), split, job.seed)
-        x, y = split.X_train[:1], split.y_train[:1]
-        counts = {"params": proxies.compute("params", model, x, y), "flops": proxies.compute("flops", model, x, y)}
-        out = train(model, split, Recipe(**p["recipe"]), job.seed)
-    return {**counts, **{k: out[k] for k in METRICS + ("final_batch_loss", "steps", "diverged")}}
+    return train_cell(p, digits_folds.fold_split(p["folds"], p["fold_seed"], p["fold"]), job.seed)
 
 
 def tables(run_dir: str | os.PathLike, *, repeats=REPEATS, folds: int = FOLDS,
