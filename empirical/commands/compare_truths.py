@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from empirical import provenance
+from empirical import provenance, stats
 
 COLUMNS = (("spearman", "ρ"), ("partial_spearman", "partial ρ given log #params"), ("top_half_spearman", "top-half ρ"))
 
@@ -47,8 +47,7 @@ def _cell(row: dict, key: str) -> str:
     value = row.get(key)
     if value is None or value != value:
         return "n/a"
-    low, high = row[f"{key}_ci"]
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return stats.Estimate(row[key], *row[f"{key}_ci"], 0).format()
 
 
 def side_by_side(a: list[dict], b: list[dict], label_a: str, label_b: str) -> pd.DataFrame:

@@ -83,17 +83,15 @@ def joined(psi: pd.DataFrame, proxies: pd.DataFrame, truth: pd.DataFrame) -> pd.
 def pair_table(frame: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
     rows = []
     log_params = np.log(frame["#params"].to_numpy(dtype=float))
+    undefined = stats.Estimate(np.nan, np.nan, np.nan, 0)
     for a, b in PAIRS:
         x, y = frame[a].to_numpy(dtype=float), frame[b].to_numpy(dtype=float)
-        row = {"pair": f"{a} vs {b}"}
-        for key, method, cov in (("spearman", "spearman", None), ("kendall", "kendall", None),
-                                 ("partial_spearman", "spearman", log_params)):
-            if cov is not None and "#params" in (a, b):
-                row[key], row[f"{key}_low"], row[f"{key}_high"] = np.nan, np.nan, np.nan  # #params given itself
-                continue
-            est = stats.correlation_ci(x, y, method, covariate=cov, n_boot=n_boot, seed=seed)
-            row[key], row[f"{key}_low"], row[f"{key}_high"], row["n"] = est.value, est.low, est.high, est.n
-        rows.append(row)
+        est = {key: stats.correlation_ci(x, y, key, n_boot=n_boot, seed=seed) for key in ("spearman", "kendall")}
+        # #params given log #params is undefined
+        est["partial_spearman"] = undefined if "#params" in (a, b) else stats.correlation_ci(
+            x, y, "spearman", covariate=log_params, n_boot=n_boot, seed=seed)
+        rows.append({"pair": f"{a} vs {b}", **est["spearman"].columns("spearman"), "n": est["spearman"].n,
+                     **est["kendall"].columns("kendall"), **est["partial_spearman"].columns("partial_spearman")})
     return pd.DataFrame(rows)
 
 
@@ -110,10 +108,7 @@ def strata_table(frame: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame
 
 
 def _cell(row, key: str) -> str:
-    value = row[key]
-    if value != value:
-        return "n/a"
-    return f"{value:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+    return stats.Estimate.from_columns(row, key).format()
 
 
 def _figures(frame: pd.DataFrame, out: Path) -> list[str]:
@@ -136,7 +131,7 @@ def _figures(frame: pd.DataFrame, out: Path) -> list[str]:
     return names
 
 
-def _verdict(frame: pd.DataFrame, pairs: pd.DataFrame, delta, delta_partial, n_boot: int, seed: int) -> list[str]:
+def _verdict(pairs: pd.DataFrame, delta, delta_partial) -> list[str]:
     by = pairs.set_index("pair")
     gs_psi = by.loc["GradSign vs −Ψ_2"]
     lines = []
@@ -197,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
              f"{frame['converged_fraction'].median():.3f}).",
              f"- 95% percentile bootstrap CIs over architectures, {args.n_boot} resamples, seed {args.seed}; partial ρ "
              "controls for log #params.", "", "## Verdict", ""]
-    lines += [f"- {line}" for line in _verdict(frame, pairs, delta, delta_partial, args.n_boot, args.seed)]
+    lines += [f"- {line}" for line in _verdict(pairs, delta, delta_partial)]
     lines += ["", "## Rank correlations (studied architectures)", "",
               "| pair | n | Spearman ρ [95% CI] | Kendall τ [95% CI] | partial ρ given log #params [95% CI] |",
               "|---|---|---|---|---|"]
