@@ -129,7 +129,7 @@ def test_plan_nests_class_repeat_fold_and_seeds_each_repeat():
     assert keys == [(a, r, f) for a in (ARCH, nb201_digits.ALWAYS[0]) for r in range(3) for f in range(3)]
     assert all(j.seed == j.params["repeat"] == j.params["fold_seed"] for j in jobs)
     assert len({j.job_hash for j in jobs}) == len(jobs)
-    assert len(cv.plan([ARCH])) == 8 and cv.plan([ARCH])[0].params["recipe"]["epochs"] == 3
+    assert len(cv.plan([ARCH])) == 24 and cv.plan([ARCH])[0].params["recipe"]["epochs"] == 3
 
 
 def test_train_job_equals_building_and_training_on_a_hand_made_fold():
@@ -319,13 +319,56 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(tmp_path, reference, 
         cv.load(tmp_path / "missing.csv")
 
 
+def test_importing_an_earlier_build_then_extending_it_equals_building_from_scratch(tmp_path, reference):
+    """Import the 2-repeat toy build, build 3 repeats on top (only repeat 2 trains), and
+    compare with 3 repeats built from nothing: the same trainings to the files' 6 digits."""
+    extended, scratch = tmp_path / "extended", tmp_path / "scratch"
+    def three_repeats(run_dir):
+        args = build_args(run_dir)
+        args[args.index("--repeats") + 1] = "3"
+        return args
+
+    args = three_repeats(extended)
+    sources = [str(reference / "t.csv.gz"), str(reference / "c.csv"), str(reference / "m.json")]
+    assert cli(args + ["--import-from", *sources]) == 0
+    with ResultsStore(extended / "run", create=False) as store:
+        rows = store.rows(status="ok")
+    imported = [r for r in rows if (r["timings"] or {}).get("imported_from")]
+    assert len(imported) == 3 * 2 * 2 and len(rows) == 3 * 3 * 2
+    assert {r["params"]["repeat"] for r in imported} == {0, 1}
+    assert cv.import_trainings(extended / "run", trainings_path=sources[0], classes_path=sources[1],
+                               json_path=sources[2], repeats=[0, 1, 2], folds=2, recipe=TOY_RECIPE) == 0
+    assert cli(three_repeats(scratch)) == 0
+    mine, theirs = cv.load_trainings(extended / "t.csv.gz"), cv.load_trainings(scratch / "t.csv.gz")
+    metrics = ["train_loss", "train_acc", "test_loss", "test_acc"]
+    assert mine[["arch", "repeat", "seed", "fold"]].equals(theirs[["arch", "repeat", "seed", "fold"]])
+    assert np.allclose(mine[metrics], theirs[metrics], rtol=0, atol=1.5e-6)
+    meta = cv.metadata(extended / "m.json")
+    how = {(e["how"], tuple(e["repeats"])): e["trainings"] for e in meta["trainings_provenance"]}
+    assert how == {("imported", (0, 1)): 12, ("trained", (2,)): 6} and "--import-from" in meta["command"]
+    assert cv.metadata(scratch / "m.json")["trainings_provenance"][0]["how"] == "trained"
+
+
+def test_import_refuses_another_protocol(tmp_path, reference, capsys):
+    sources = {"trainings_path": reference / "t.csv.gz", "classes_path": reference / "c.csv",
+               "json_path": reference / "m.json"}
+    with pytest.raises(ValueError, match="recipe"):
+        cv.import_trainings(tmp_path / "run", repeats=[0, 1], folds=2, recipe=cv.RECIPE, **sources)
+    with pytest.raises(ValueError, match="folds"):
+        cv.import_trainings(tmp_path / "run", repeats=[0, 1], folds=3, recipe=TOY_RECIPE, **sources)
+    assert cli(["build-benchmark", "--out", str(tmp_path / "x"), "--import-shipped"]) == 2
+    assert "--import-shipped applies to --benchmark nb201-digits-cv only" in capsys.readouterr().err
+
+
 def test_shipped_files_when_built_follow_the_protocol():
     if not cv.CLASSES_PATH.exists():
         pytest.skip("nb201-digits-cv has not been built yet (no placeholder files ship)")
     trainings, classes, meta = cv.load_trainings(), cv.load(), cv.metadata()
     assert meta["protocol"] is True and meta["recipe"] == cv.RECIPE.to_dict()
-    assert len(trainings) == 8 * len(classes) == 8 * meta["classes"]
-    assert (trainings.groupby("arch").size() == 8).all()
+    per_class = len(cv.REPEATS) * cv.FOLDS
+    assert meta["repeats"] == list(cv.REPEATS) and meta["trainings_per_class"] == per_class
+    assert len(trainings) == per_class * len(classes) == per_class * meta["classes"]
+    assert (trainings.groupby("arch").size() == per_class).all()
     means = trainings.groupby("arch")["test_acc"].mean().reindex(classes["arch"]).to_numpy()
     assert np.allclose(classes["test_acc"], means, atol=2e-6)
     for path in (cv.TRAININGS_PATH, cv.CLASSES_PATH, cv.JSON_PATH):
@@ -361,7 +404,7 @@ def test_load_benchmark_reads_the_built_files_with_per_repeat_columns(reference)
     rho = bench.reliability()
     assert (rho.value, rho.low, rho.high, rho.n) == (rel["spearman"], *rel["spearman_ci"], rel["n"])
     note = bench.reliability_note()
-    assert "split-half Spearman" in note and "repeat 0 and of repeat 1" in note and "2-fold" in note
+    assert "split-half Spearman" in note and "repeats 0 and of repeats 1" in note and "2-fold" in note
     assert rho.format() in note and "top half" in note
     top_est = Estimate(top["spearman"], top["spearman_ci"][0], top["spearman_ci"][1], top["n"])
     assert top_est.format() in note and "training seeds" not in note

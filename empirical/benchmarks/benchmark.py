@@ -128,11 +128,11 @@ class Benchmark:
             top = Estimate(top["spearman"], top["spearman_ci"][0], top["spearman_ci"][1], top["n"])
             first, second = (", ".join(map(str, h)) for h in rel["halves"])
             k = self.info.get("folds", {}).get("k", "?")
-            return (f"split-half Spearman ρ between the test-accuracy class means of repeat {first} and of repeat "
-                    f"{second} (each a full {k}-fold cross-validation over all images) = {rho.format()} over "
+            return (f"split-half Spearman ρ between the test-accuracy class means of repeats {first} and of repeats "
+                    f"{second} (each repeat a full {k}-fold cross-validation over all images) = {rho.format()} over "
                     f"{rho.n} architectures, {top.format()} within the top half ({top.n} best by mean test "
                     "accuracy); no Spearman-Brown correction (a ceiling on how well any proxy can rank one "
-                    "repeat's accuracies; the table averages both repeats)")
+                    "half's mean accuracies; the table averages all repeats)")
         seeds = self.info["reliability"]["seeds"]
         return (f"Spearman ρ between the test accuracies of training seeds {seeds[0]} and {seeds[1]} "
                 f"= {rho.format()} over {rho.n} architectures (a ceiling on how well any proxy can rank one "

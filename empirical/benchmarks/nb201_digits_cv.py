@@ -79,13 +79,13 @@ from empirical.training import Recipe
 
 __all__ = [
     "RECIPE", "FOLDS", "REPEATS", "KIND", "METRICS", "TRAININGS_PATH", "CLASSES_PATH", "JSON_PATH", "PILOT",
-    "REBUILD_COMMAND", "fold_seed", "training_seed", "is_protocol", "plan", "train_job", "tables",
+    "REBUILD_COMMAND", "fold_seed", "training_seed", "is_protocol", "plan", "train_job", "import_trainings", "tables",
     "reliability", "write", "load", "load_trainings", "metadata",
 ]
 
 RECIPE = dataclasses.replace(DIGITS_RECIPE, epochs=3)
 FOLDS = 4
-REPEATS = (0, 1)
+REPEATS = tuple(range(6))
 KIND = "nb201-digits-cv-train"
 TRAINING_COLUMNS = ("arch", "repeat", "seed", "fold") + METRICS
 RELIABILITY_METRICS = ("test_acc", "test_loss")
@@ -170,6 +170,72 @@ def train_job(job: Job) -> dict:
     ``build-benchmark --benchmark nb201-digits-cv``."""
     p = job.params
     return train_cell(p, digits_folds.fold_split(p["folds"], p["fold_seed"], p["fold"]), job.seed)
+
+
+def import_trainings(run_dir: str | os.PathLike, *, trainings_path: str | os.PathLike = TRAININGS_PATH,
+                     classes_path: str | os.PathLike = CLASSES_PATH, json_path: str | os.PathLike = JSON_PATH,
+                     repeats=REPEATS, folds: int = FOLDS, recipe: Recipe = RECIPE) -> int:
+    """Record the trainings of an earlier written build (its trainings table, class table
+    for params and flops, and metadata) in the store of ``run_dir`` as finished 'ok'
+    jobs, so that a build with more repeats trains only the missing ones. Only rows
+    of ``repeats`` are taken; the earlier build must have the same folds, recipe and
+    cell size. Each row keeps the earlier build's git revision and versions and says
+    where it came from in its timings. Values are those of the files (6 digits). A job
+    already in the store is left as it is. Returns the number of rows written."""
+    repeats = _check_settings(repeats, folds, recipe)
+    meta = json.loads(_read(json_path, Path(json_path), "metadata").read_text())
+    earlier = {"folds": meta.get("folds", {}).get("k"), "recipe": meta.get("recipe"), "C": meta.get("C"),
+               "N": meta.get("N")}
+    wanted = {"folds": folds, "recipe": recipe.to_dict(), "C": C, "N": N}
+    for key, value in wanted.items():
+        if earlier[key] != value:
+            raise ValueError(f"{str(json_path)!r} was built with {key}={earlier[key]!r}, this build has "
+                             f"{value!r}; only trainings of the same protocol can be imported")
+    trainings = load_trainings(trainings_path)
+    counts = load(classes_path).set_index("arch")[["params", "flops"]]
+    missing = sorted(set(trainings["arch"]) - set(counts.index))
+    if missing:
+        raise ValueError(f"{str(classes_path)!r} lacks {len(missing)} classes of the trainings, e.g. {missing[0]!r}")
+    source = {"imported_from": str(trainings_path), "git_revision": meta.get("git_revision")}
+    written = 0
+    with ResultsStore(run_dir) as store:
+        for row in trainings.itertuples(index=False):
+            repeat, fold = int(row.repeat), int(row.fold)
+            if repeat not in repeats or not 0 <= fold < folds:
+                continue
+            if int(row.seed) != training_seed(repeat):
+                raise ValueError(f"{str(trainings_path)!r} row of {row.arch!r} repeat {repeat} has seed {row.seed}, "
+                                 f"not {training_seed(repeat)}")
+            job = Job(KIND, _params(row.arch, repeat, fold, folds, recipe), training_seed(repeat))
+            result = {"params": int(counts.at[row.arch, "params"]), "flops": int(counts.at[row.arch, "flops"]),
+                      **{m: float(getattr(row, m)) for m in METRICS}}
+            written += store.record(job, status="ok", result=result, timings=source,
+                                    versions=meta.get("versions") or {}, git_revision=meta.get("git_revision"))
+    return written
+
+
+def _provenance_counts(run_dir: str | os.PathLike, archs: set[str], repeats, folds: int, recipe: Recipe) -> list[dict]:
+    """How many of the written trainings were imported or run, per git revision."""
+    wanted = {(r, f) for r in repeats for f in range(folds)}
+    counts: dict[tuple, int] = {}
+    store = ResultsStore(run_dir, create=False)
+    try:
+        for row in store.rows(status="ok"):
+            p = row["params"]
+            if (row["kind"] != KIND or p["arch"] not in archs or (p["repeat"], p["fold"]) not in wanted
+                    or p["folds"] != folds or p["recipe"] != recipe.to_dict()):
+                continue
+            imported = (row["timings"] or {}).get("imported_from") is not None
+            key = ("imported" if imported else "trained", row["git_revision"], p["repeat"])
+            counts[key] = counts.get(key, 0) + 1
+    finally:
+        store.close()
+    merged: dict[tuple, dict] = {}
+    for (how, revision, repeat), n in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
+        entry = merged.setdefault((how, revision), {"how": how, "git_revision": revision, "repeats": [], "trainings": 0})
+        entry["repeats"].append(repeat)
+        entry["trainings"] += n
+    return list(merged.values())
 
 
 def tables(run_dir: str | os.PathLike, *, repeats=REPEATS, folds: int = FOLDS,
@@ -305,6 +371,7 @@ def write(run_dir: str | os.PathLike, *, n_classes: int, selection_seed: int, co
         "threads_per_training": 1,
         "training_seconds_mean": float(trainings["seconds"].mean()),
         "pilot": {"classes": PILOT_CLASSES, "protocols": PILOT},
+        "trainings_provenance": _provenance_counts(run_dir, set(classes["arch"]), repeats, folds, recipe),
         "versions": provenance.versions(),
         "git_revision": provenance.git_revision(),
         "command": command,

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "training in OUT/results.sqlite; rerun to resume. Then write the benchmark "
                     "tables (classes with every training done) and their metadata. nb201-digits: "
                     "one 1347/450 split, one training per seed. nb201-digits-cv: 4-fold stratified "
-                    "cross-validation over all images, 2 repeats, 3 epochs.",
+                    f"cross-validation over all images, {len(nb201_digits_cv.REPEATS)} repeats, 3 epochs.",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (results.sqlite)")
     parser.add_argument("--benchmark", choices=BENCHMARKS, default="nb201-digits", help="which ground truth")
@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="metadata file to write (default: the shipped file)")
     parser.add_argument("--trainings", metavar="PATH", default=None,
                         help="nb201-digits-cv: per-training table (.csv.gz) to write (default: the shipped file)")
+    parser.add_argument("--import-from", nargs=3, metavar=("TRAININGS", "CSV", "JSON"), default=None,
+                        help="nb201-digits-cv: first record the trainings of an earlier written build (its "
+                             "per-training table, class table and metadata) in --out's store, so only the "
+                             "missing trainings run")
+    parser.add_argument("--import-shipped", action="store_true",
+                        help="nb201-digits-cv: --import-from the shipped files (before they are rewritten)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=main)
 
@@ -61,9 +67,11 @@ def _run(args: argparse.Namespace, jobs, job_fn):
 
 
 def _digits(args: argparse.Namespace) -> int:
-    for option in ("repeats", "folds", "epochs", "trainings"):
+    for option in ("repeats", "folds", "epochs", "trainings", "import_from"):
         if getattr(args, option) is not None:
-            raise ValueError(f"--{option} applies to --benchmark nb201-digits-cv only")
+            raise ValueError(f"--{option.replace('_', '-')} applies to --benchmark nb201-digits-cv only")
+    if args.import_shipped:
+        raise ValueError("--import-shipped applies to --benchmark nb201-digits-cv only")
     seeds = [0, 1] if args.seeds is None else args.seeds
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ValueError(f"--seeds must be distinct non-negative integers, got {seeds}")
@@ -99,12 +107,22 @@ def _digits_cv(args: argparse.Namespace) -> int:
     if not cv.is_protocol(repeats, folds, recipe) and not (args.trainings and args.csv and args.json):
         raise ValueError("--repeats/--folds/--epochs other than the protocol's need --trainings, --csv and "
                          "--json outside the shipped files")
+    if args.import_from and args.import_shipped:
+        raise ValueError("pass --import-from or --import-shipped, not both")
     classes = nb201_digits.select_classes(args.classes, args.selection_seed)
     jobs = cv.plan(classes, repeats=repeats, folds=folds, recipe=recipe)
+    sources = args.import_from or ((cv.TRAININGS_PATH, cv.CLASSES_PATH, cv.JSON_PATH) if args.import_shipped else None)
+    if sources:
+        imported = cv.import_trainings(args.out, trainings_path=sources[0], classes_path=sources[1],
+                                       json_path=sources[2], repeats=repeats, folds=folds, recipe=recipe)
+        print(f"imported {imported} trainings from {sources[0]}")
     summary = _run(args, jobs, cv.train_job)
     command = (f"gradsign build-benchmark --benchmark nb201-digits-cv --out {shlex.quote(args.out)} "
                f"--classes {args.classes} --repeats {len(repeats)} --folds {folds} --epochs {recipe.epochs} "
                f"--selection-seed {args.selection_seed} --workers {args.workers} --executor {args.executor}")
+    if sources:
+        command += (" --import-shipped" if args.import_shipped
+                    else " --import-from " + " ".join(shlex.quote(str(path)) for path in sources))
     trainings, table, meta = cv.write(args.out, n_classes=args.classes, selection_seed=args.selection_seed,
                                       command=command, repeats=repeats, folds=folds, recipe=recipe, **paths)
     print(f"jobs: {summary.total} ({summary.skipped} already done, {summary.ok} ok, {summary.failed} failed)")
