@@ -92,6 +92,45 @@ def test_cross_entropy_with_the_proximal_solver_matches_theory():
     assert math.isclose(row["psi_1"], theory.psi(opt, 1), rel_tol=1e-9)
 
 
+def test_cli_eps_stop_cross_entropy_with_psi_options_equals_theory(tmp_path):
+    """The CE variant as the CLI runs it: eps_stop with --psi-option lr/eps, the options
+    stored with each row, Ψ equal to theory's on optima computed directly."""
+    run_dir = tmp_path / "ce"
+    assert main(["space-score", "--psi", "--psi-n", "8", "--psi-loss", "ce", "--psi-solver", "eps_stop",
+                 "--psi-option", "lr=0.3", "--psi-option", "eps=0.05", "--psi-max-iter", "400",
+                 "--seed", "3", "--C", "2", "--N", "1", "--unique", "--sample", "3", "--out", str(run_dir),
+                 "--no-progress"]) == 0
+    rows = _rows(run_dir)
+    compared = 0
+    for arch, row in rows.items():
+        result = row["result"]
+        if result["psi_status"] == "no_input_path":
+            continue
+        assert result["solver_options"] == {"eps": 0.05, "lr": 0.3, "max_iter": 400}
+        assert row["params"]["psi"]["options"] == {"eps": 0.05, "lr": 0.3, "max_iter": 400}
+        _, _, _, opt = _direct(arch, solver="eps_stop", loss="ce", lr=0.3, eps=0.05, max_iter=400)
+        kept = opt.converged.bool()
+        assert result["n_converged"] == int(kept.sum()) > 0
+        if bool(kept.all()):
+            assert math.isclose(result["psi_2"], theory.psi(opt, 2), rel_tol=1e-6)
+            assert math.isclose(result["psi_1"], theory.psi(opt, 1), rel_tol=1e-6)
+            compared += 1
+    assert compared >= 1
+
+
+def test_psi_option_errors_name_the_option(tmp_path, capsys):
+    base = ["space-score", "--psi", "--psi-n", "8", "--C", "2", "--N", "1", "--unique", "--sample", "1",
+            "--out", str(tmp_path / "x"), "--no-progress"]
+    for extra, message in ((["--psi-option", "lr"], "--psi-option must be KEY=VALUE"),
+                           (["--psi-option", "lr=fast"], "--psi-option lr: 'fast' is not a number"),
+                           (["--psi-option", "lr=0.1"], r"no option(s) ['lr']"),
+                           (["--psi-option", "max_iter=3", "--psi-max-iter", "4"], "pass max_iter once"),
+                           (["--psi-solver", "eps_stop", "--psi-loss", "ce", "--psi-option", "eps=1",
+                             "--psi-option", "eps=2"], "--psi-option eps given twice")):
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_unconverged_optima_are_flagged_not_silently_averaged():
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
     split = space_scoring.load_scoring_data("digits")

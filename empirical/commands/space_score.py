@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="--psi: mse (squared one-hot, default) or ce (with --psi-solver proximal or eps_stop)")
     parser.add_argument("--psi-dtype", default="float64", help="--psi: float64 (default) or float32")
     parser.add_argument("--psi-max-iter", type=int, metavar="K", help="--psi: the solver's max_iter (default: its own)")
+    parser.add_argument("--psi-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="--psi: another solver option (repeatable), e.g. lr=0.1 eps=0.01 for eps_stop, "
+                             "lam=1 for proximal; the solvers' options are in theory.solvers")
     parser.add_argument("--unique", action="store_true",
                         help="nb201: score one representative per isomorphism class and map scores to all archs")
     parser.add_argument("--subset", choices=["nb201-digits", "nb201-digits-cv"],
@@ -147,6 +150,27 @@ def architectures_of(args: argparse.Namespace, C: int | None, N: int | None) -> 
     return archs, cells
 
 
+def psi_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as solver options: ``max_iter`` an integer, the others numbers.
+
+    >>> psi_options(["lr=0.1", "max_iter=500"])
+    {'lr': 0.1, 'max_iter': 500}
+    """
+    options: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise ValueError(f"--psi-option must be KEY=VALUE, got {pair!r}")
+        if key in options:
+            raise ValueError(f"--psi-option {key} given twice")
+        try:
+            options[key] = int(text) if key == "max_iter" else float(text)
+        except ValueError:
+            raise ValueError(f"--psi-option {key}: {text!r} is not a number") from None
+    return options
+
+
 def scorer_of(args: argparse.Namespace, data_size: int) -> tuple[Scorer, int]:
     """The scorer the options ask for and its scoring batch: proxies on ``--batch``, or
     with ``--psi`` a `PsiScorer` on ``--psi-n`` samples (at most ``data_size``)."""
@@ -155,8 +179,11 @@ def scorer_of(args: argparse.Namespace, data_size: int) -> tuple[Scorer, int]:
     n = check_int("--psi-n", args.batch if args.psi_n is None else args.psi_n, minimum=1)
     if n > data_size:
         raise ValueError(f"--psi-n {n} exceeds the {data_size} training samples of --data {args.data}")
-    options = {} if args.psi_max_iter is None else {"max_iter": check_int("--psi-max-iter", args.psi_max_iter,
-                                                                          minimum=0)}
+    options = psi_options(args.psi_option)
+    if args.psi_max_iter is not None:
+        if "max_iter" in options:
+            raise ValueError("pass max_iter once: --psi-max-iter or --psi-option max_iter=K")
+        options["max_iter"] = check_int("--psi-max-iter", args.psi_max_iter, minimum=0)
     for option, value, allowed in (("--psi-solver", args.psi_solver, theory.SOLVERS.names()),
                                    ("--psi-loss", args.psi_loss, LOSSES), ("--psi-dtype", args.psi_dtype, DTYPES)):
         check_choice(option, value, tuple(allowed))
