@@ -181,3 +181,38 @@ def test_factored_linear_must_be_a_bool():
     X, Y = _data(2)
     with pytest.raises(ValueError, match="factored_linear"):
         theory.sample_wise_optima(model, X, Y, factored_linear="no")
+
+
+def test_gauss_newton_with_few_generic_parameters_takes_one_jacobian_pass(monkeypatch):
+    """BatchNorm affine parameters beside factored convolutions: no separate gradient
+    pass (the check reads J_iᵀr_i from the Jacobian pass, generic rows included); without
+    factored layers the gradient pass stays. The results agree (the parametrised test
+    above compares the routes entry by entry)."""
+    from theory.passes import SamplePasses
+
+    calls = {"gradient": 0, "jacobian_with_gradient": 0}
+    gradient, jacobian = SamplePasses.gradient, SamplePasses.residual_jacobian
+
+    def counted_gradient(self, *args, **kwargs):
+        calls["gradient"] += 1
+        return gradient(self, *args, **kwargs)
+
+    def counted_jacobian(self, *args, with_gradient=False, **kwargs):
+        calls["jacobian_with_gradient"] += with_gradient
+        out = jacobian(self, *args, with_gradient=with_gradient, **kwargs)
+        if with_gradient:  # the norm from the Jacobian equals the gradient pass's
+            check = gradient(self, *args, keep=None, **kwargs)
+            torch.testing.assert_close(out["grad_norm"], check["grad_norm"], rtol=1e-9, atol=1e-14)
+        return out
+
+    monkeypatch.setattr(SamplePasses, "gradient", counted_gradient)
+    monkeypatch.setattr(SamplePasses, "residual_jacobian", counted_jacobian)
+    torch.manual_seed(1)
+    model = _ConvNet().to(DT)
+    X, Y = _data()
+    theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="all")
+    assert calls == {"gradient": 0, "jacobian_with_gradient": calls["jacobian_with_gradient"]}
+    assert calls["jacobian_with_gradient"] > 0
+    calls.update(gradient=0, jacobian_with_gradient=0)
+    theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="all", factored_linear=False)
+    assert calls["gradient"] > 0 and calls["jacobian_with_gradient"] == 0

@@ -30,11 +30,13 @@ Forward = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor], Tensor]
 
 class SamplePasses:
     """The gradient and residual-Jacobian passes of one model, loss and set of moving
-    parameters (``names``), with ``layers`` in factored form."""
+    parameters (``names``, with ``sizes`` their numbers of entries), with ``layers`` in
+    factored form."""
 
     def __init__(self, forward: Forward, resolved_loss: ResolvedLoss, layers: FactoredLinears,
-                 names: list[str], dtype: torch.dtype) -> None:
+                 names: list[str], dtype: torch.dtype, sizes: dict[str, int] | None = None) -> None:
         self.layers = layers
+        self.sizes = dict(sizes or {})  # entries per moving parameter (`one_jacobian_pass`)
         self.generic_names = [name for name in names if name not in layers.names]
         self.factored_names = [name for name in names if name in layers.names]
         self.z = layers.zeros(dtype)
@@ -63,6 +65,21 @@ class SamplePasses:
     def all_factored(self) -> bool:
         """Whether every moving parameter belongs to a factored layer."""
         return not self.generic_names
+
+    @property
+    def one_jacobian_pass(self) -> bool:
+        """Whether one Jacobian pass should serve a Gauss–Newton iteration's check and step:
+        when every moving parameter is factored, or the generic ones are fewer entries than
+        the factored ones (e.g. BatchNorm affine parameters beside factored convolutions:
+        their Jacobian rows cost little, a separate gradient pass costs a backward pass).
+        Without factored layers the check stays a separate gradient pass, so the Jacobian
+        is never formed for a sample that stops."""
+        if self.all_factored:
+            return True
+        if not self.factored_names:
+            return False
+        generic = sum(self.sizes[n] for n in self.generic_names)
+        return generic < sum(self.sizes[n] for n in self.factored_names)
 
     def _split(self, theta: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         return ({n: theta[n] for n in self.generic_names}, {n: theta[n] for n in self.factored_names})
@@ -99,9 +116,10 @@ class SamplePasses:
         """The Jacobian pass: ``generic`` (each generic parameter's rows (c, k, *shape)),
         ``B`` (∂r/∂out, (c, k, T, out)) and ``inputs`` of each factored layer, and ``r`` (c, k).
 
-        ``with_gradient`` (only when every moving parameter is factored) adds ``loss``
-        ½‖r_i‖² and ``grad_norm`` ‖J_iᵀr_i‖, where ``J_iᵀr_i = Σ_t δ_t ⊗ a_t`` with
-        ``δ = Σ_k r_k B_k``: one pass then serves a Gauss–Newton iteration's check and step.
+        ``with_gradient`` adds ``loss`` ½‖r_i‖² and ``grad_norm`` ‖J_iᵀr_i‖, where for a
+        factored layer ``J_iᵀr_i = Σ_t δ_t ⊗ a_t`` with ``δ = Σ_k r_k B_k`` and for a generic
+        parameter ``J_iᵀr_i = Σ_k r_k J_ik``: one pass then serves a Gauss–Newton
+        iteration's check and step.
         """
         generic, frozen = self._split(theta)
         (d_generic, d_z), (r, a) = self._jacobians(generic, self.z, frozen, bufs, x, y)
@@ -109,9 +127,8 @@ class SamplePasses:
         inputs = self.layers.input_positions(a, 1)
         ev = {"generic": d_generic, "B": B, "inputs": inputs, "r": r}
         if with_gradient:
-            if not self.all_factored:
-                raise ValueError("with_gradient needs every moving parameter factored")
             delta = {n: torch.einsum("ck,ckto->cto", r, b) for n, b in B.items()}
-            ev["grad_norm"] = self._grad_norm({}, delta, inputs)
+            g_generic = {n: torch.einsum("ck,ckm->cm", r, j.flatten(2)) for n, j in d_generic.items()}
+            ev["grad_norm"] = self._grad_norm(g_generic, delta, inputs)
             ev["loss"] = 0.5 * r.square().sum(1)
         return ev

@@ -24,9 +24,10 @@ table of §2; defaults in brackets, from ``theory.solver_options()``):
   ``r_i = f_θ(x_i) − y_i`` and ``J_i = ∂r_i/∂θ``; the min-norm step towards the zero-loss
   manifold. Options ``eps`` [1e-10], ``max_iter`` [50], ``tol`` (stop when
   ``‖∇l_i‖ = ‖J_iᵀr_i‖ ≤ tol``; [1e-10] in float64, [1e-5] otherwise). When every moving
-  parameter is factored, one Jacobian pass per iteration serves both the check and the
-  step; otherwise the check takes a gradient pass and the Jacobian is formed only for the
-  samples still running.
+  parameter is factored, or the others are fewer entries than the factored ones (e.g.
+  BatchNorm's affine parameters beside factored convolutions), one Jacobian pass per
+  iteration serves both the check and the step; otherwise the check takes a gradient
+  pass and the Jacobian is formed only for the samples still running.
 - ``gd``: ``θ ← θ − lr ∇l_i(θ)`` from θ_0 until ``‖∇l_i‖ ≤ tol``. Options ``lr`` [0.01],
   ``max_iter`` [10000], ``tol`` ([1e-8] in float64, [1e-5] otherwise).
 - ``proximal``: ``argmin_θ l_i(θ) + (λ/2)‖θ − θ_0‖²`` by gradient descent on that objective
@@ -189,7 +190,7 @@ def sample_wise_optima(
     else:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
-    passes = SamplePasses(forward, resolved_loss, layers, names, dtype)
+    passes = SamplePasses(forward, resolved_loss, layers, names, dtype, {n: p.numel() for n, p in diff.items()})
     theta = torch.empty(n, m, dtype=dtype, device=theta0.device)
     results = []
     with layers.hooked():
@@ -227,12 +228,13 @@ _CORE_FIELDS = ("loss", "grad_norm", "iterations", "converged")
 
 
 def _evaluate(rule: Solver, passes: SamplePasses, theta: dict, bufs: dict, x: Tensor, y: Tensor) -> dict:
-    """The pass the solver's stopping rule reads. Gauss–Newton: with every moving parameter
-    factored the Jacobian pass is cheap and one pass per iteration serves the check and
-    the step; otherwise the check takes a gradient pass and the (k times dearer) Jacobian
-    is formed afterwards, only for the samples still running (`_run_chunk`)."""
+    """The pass the solver's stopping rule reads. Gauss–Newton: where the generic
+    parameters are few (`SamplePasses.one_jacobian_pass`) the Jacobian pass is cheap and
+    one pass per iteration serves the check and the step; otherwise the check takes a
+    gradient pass and the (k times dearer) Jacobian is formed afterwards, only for the
+    samples still running (`_run_chunk`)."""
     if rule.needs == "residual_jacobian":
-        if passes.all_factored:
+        if passes.one_jacobian_pass:
             return passes.residual_jacobian(theta, bufs, x, y, with_gradient=True)
         return passes.gradient(theta, bufs, x, y, keep=None)
     return passes.gradient(theta, bufs, x, y, keep="dense" if rule.needs == "dense_gradient" else "factors")
@@ -254,7 +256,7 @@ def _run_chunk(
     iterations = torch.zeros(c, dtype=torch.long, device=x.device)
     converged = torch.zeros(c, dtype=torch.bool, device=x.device)
     diverged = torch.zeros(c, dtype=torch.bool, device=x.device)
-    separate_jacobian_pass = rule.needs == "residual_jacobian" and not passes.all_factored
+    separate_jacobian_pass = rule.needs == "residual_jacobian" and not passes.one_jacobian_pass
     # Working set: rows `idx` of the chunk; `live` marks those still running (all have
     # taken `it` steps). Stopped rows are recorded at once and dropped from the working
     # set in batches.
