@@ -276,6 +276,22 @@ def test_reliability_equals_a_literal_split_half_loop(halves):
     assert got["n_top_half"] == 7 and got["test_acc_all"]["n"] == 14
 
 
+def test_reliability_by_repeats_is_the_split_half_loop_of_each_even_prefix():
+    frame = synthetic_trainings(repeats=5)
+    frame["seconds"] = np.arange(len(frame), dtype=float)
+    got = cv.reliability_by_repeats(frame, n_boot=200, seed=3)
+    assert [g["repeats"] for g in got] == [[0, 1], [0, 1, 2, 3]]
+    for entry, (first, second) in zip(got, (([0], [1]), ([0, 1], [2, 3]))):
+        subset = frame[frame["repeat"].isin(first + second)]
+        want = literal_split_half(subset, "test_acc", first, second, n_boot=200, seed=3)
+        assert entry["reliability"]["halves"] == [first, second]
+        assert entry["reliability"]["test_acc_all"]["spearman"] == pytest.approx(want["all"][0], abs=1e-12)
+        assert entry["reliability"]["test_acc_top_half"]["spearman"] == pytest.approx(want["top_half"][0], abs=1e-12)
+        per_class = [subset[subset["arch"] == a]["seconds"].sum() for a in sorted(subset["arch"].unique())]
+        assert entry["training_seconds_per_class"] == pytest.approx(np.mean(per_class))
+        assert entry["trainings_per_class"] == 2 * len(first + second)
+
+
 # ----------------------------------------------------------------------------- errors
 
 

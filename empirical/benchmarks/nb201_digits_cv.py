@@ -80,7 +80,7 @@ from empirical.training import Recipe
 __all__ = [
     "RECIPE", "FOLDS", "REPEATS", "KIND", "METRICS", "TRAININGS_PATH", "CLASSES_PATH", "JSON_PATH", "PILOT",
     "REBUILD_COMMAND", "fold_seed", "training_seed", "is_protocol", "plan", "train_job", "import_trainings", "tables",
-    "reliability", "write", "load", "load_trainings", "metadata",
+    "reliability", "reliability_by_repeats", "write", "load", "load_trainings", "metadata",
 ]
 
 RECIPE = dataclasses.replace(DIGITS_RECIPE, epochs=3)
@@ -317,6 +317,24 @@ def reliability(trainings: pd.DataFrame, *, halves=None, n_boot: int = 2000, lev
     return out
 
 
+def reliability_by_repeats(trainings: pd.DataFrame, *, n_boot: int = 2000, level: float = 0.95,
+                           seed: int = 0) -> list[dict]:
+    """The split-half reliability of the first 2, 4, 6, ... repeats (halves: the first and
+    second half of each prefix), each with its training cost: what each added pair of
+    repeats bought, measured on the same build. ``training_seconds_per_class`` is the
+    mean over classes of the summed training seconds (one thread each)."""
+    repeats = sorted(int(r) for r in trainings["repeat"].unique())
+    out = []
+    for count in range(2, len(repeats) + 1, 2):
+        subset = trainings[trainings["repeat"].isin(repeats[:count])]
+        rel = reliability(subset, n_boot=n_boot, level=level, seed=seed)
+        seconds = float(subset.groupby("arch")["seconds"].sum().mean())
+        out.append({"repeats": repeats[:count], "trainings_per_class": int(len(subset) // rel["n_classes"]),
+                    "training_seconds_per_class": seconds,
+                    "cpu_hours_per_1000_classes": seconds * 1000 / 3600, "reliability": rel})
+    return out
+
+
 def _shipped(paths) -> bool:
     shipped = {TRAININGS_PATH, CLASSES_PATH, JSON_PATH}
     return any(Path(p).resolve() in shipped for p in paths)
@@ -380,6 +398,7 @@ def write(run_dir: str | os.PathLike, *, n_classes: int, selection_seed: int, co
     }
     if len(repeats) >= 2:
         meta["reliability"] = reliability(trainings, n_boot=n_boot)
+        meta["reliability_by_repeats"] = reliability_by_repeats(trainings, n_boot=n_boot)
     trainings.to_csv(trainings_path, index=False, compression={"method": "gzip", "mtime": 0})
     classes.to_csv(classes_path, index=False)
     Path(json_path).write_text(json.dumps(meta, indent=2) + "\n")
