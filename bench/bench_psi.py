@@ -26,7 +26,12 @@ Peak memory is the process's peak resident set size (``resource.getrusage``) aft
 phase: it only grows, so the generic route's figure is the peak of both routes.
 
     python bench/bench_psi.py --nb201 3 [--nb201-n 128] [--threads 1]
-"""
+
+``--nb201-all-params RUNS`` times the same cell with ``params="all"`` (BatchNorm affine
+parameters generic, as ``space-score --psi`` scores): one Jacobian pass per Gauss–Newton
+iteration (`theory.passes.SamplePasses.one_jacobian_pass`) against the earlier rule, the
+check as a separate gradient pass, in the same process.
+
 from __future__ import annotations
 
 import argparse
@@ -169,6 +174,42 @@ def run_nb201(runs, n):
     print(f"generic / factored over {runs} runs: {min(speedups):.2f}x to {max(speedups):.2f}x")
 
 
+def run_nb201_all_params(runs, n):
+    """params="all" (BatchNorm affine generic beside factored convs, as `space-score --psi`
+    scores): one Jacobian pass per iteration against the check as a separate gradient
+    pass (the rule before `SamplePasses.one_jacobian_pass`), same process, same cell."""
+    from theory.passes import SamplePasses
+
+    torch.manual_seed(0)
+    model = nb201.build(NB201_ARCH, C=8, N=1, num_classes=10, in_channels=1)
+    data = empirical_data.load("digits", seed=0)
+    X, Y = data.X_train[:n].float(), F.one_hot(data.y_train[:n], 10).float()
+    one_pass = SamplePasses.one_jacobian_pass
+    separate = property(lambda self: self.all_factored)
+    theory.sample_wise_optima(model, X[:2], Y[:2], "mse", "gauss_newton", params="all", max_iter=1)
+    print(f"NB201 cell {NB201_ARCH}, C=8, N=1, params=\"all\", n = {n}, float32, Gauss–Newton defaults")
+    print("| run | one pass s | separate check s | separate / one pass | Ψ_2 one pass (separate) | "
+          "converged one pass (separate) |")
+    print("|---|---|---|---|---|---|")
+    ratios = []
+    try:
+        for run in range(1, runs + 1):
+            times, psi, conv = {}, {}, {}
+            for name, rule in (("one", one_pass), ("separate", separate)):
+                SamplePasses.one_jacobian_pass = rule
+                start = time.perf_counter()
+                opt = theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="all")
+                times[name] = time.perf_counter() - start
+                psi[name] = theory.psi(opt, on_unconverged="exclude")
+                conv[name] = int(opt.converged.sum())
+            ratios.append(times["separate"] / times["one"])
+            print(f"| {run} | {times['one']:.2f} | {times['separate']:.2f} | {ratios[-1]:.2f}x | "
+                  f"{psi['one']:.6g} ({psi['separate']:.6g}) | {conv['one']} ({conv['separate']}) of {n} |", flush=True)
+    finally:
+        SamplePasses.one_jacobian_pass = one_pass
+    print(f"separate / one pass over {runs} runs: {min(ratios):.2f}x to {max(ratios):.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1437])
@@ -179,8 +220,15 @@ def main(argv=None):
     parser.add_argument("--nb201", type=int, default=0, metavar="RUNS",
                         help="time Gauss–Newton on the NB201 conv cell instead, RUNS times")
     parser.add_argument("--nb201-n", type=int, default=128)
+    parser.add_argument("--nb201-all-params", type=int, default=0, metavar="RUNS",
+                        help="time params='all' on the NB201 cell: one Jacobian pass vs a separate check")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.nb201_all_params:
+        print(f"torch {torch.__version__}, {args.threads} thread(s); load average at start "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+        run_nb201_all_params(args.nb201_all_params, args.nb201_n)
+        return
     if args.nb201:
         print(f"torch {torch.__version__}, {args.threads} thread(s); load average at start "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
