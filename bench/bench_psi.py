@@ -31,7 +31,7 @@ phase: it only grows, so the generic route's figure is the peak of both routes.
 parameters generic, as ``space-score --psi`` scores): one Jacobian pass per Gauss–Newton
 iteration (`theory.passes.SamplePasses.one_jacobian_pass`) against the earlier rule, the
 check as a separate gradient pass, in the same process.
-
+"""
 from __future__ import annotations
 
 import argparse
