@@ -14,8 +14,9 @@ The searches read a test accuracy both to select and to report (the table has no
 separate validation split), the same for every method. They are run once per training
 seed of the ground truth (``test_acc_s0``, ``test_acc_s1``: two equally valid truths that
 agree only moderately), with the same random streams; a verdict is given only where
-both truths agree. On ``nb201-digits-cv`` the two truths are its repeats instead
-(``test_acc_r0``, ``test_acc_r1``: each the mean of a full 4-fold cross-validation).
+both truths agree. On ``nb201-digits-cv`` the truths are its repeats instead
+(``test_acc_r0``, ``test_acc_r1``, ...: each the mean of a full 4-fold cross-validation),
+and a verdict stands only where every repeat gives it.
 Because the table's accuracies are multiples of one test image, many
 architectures tie at the top-1% threshold; the report counts them.
 """
@@ -270,7 +271,7 @@ def write_report(report: Report, result: Result, args: argparse.Namespace) -> Pa
     summed = robust_verdicts(result.truths, "sum_differences")
     lines.append("With the summed GradSign (the default elsewhere) assisting instead, for comparison: "
                  + "; ".join(f"{pair[0].replace('GradSign', 'summed GradSign')} {word}" for pair, word in summed.items())
-                 + " (robust to both truths where not marked otherwise).")
+                 + " (robust to every truth where not marked otherwise).")
     report.section(
         "Verdict",
         "Assisted counts as having *improved* the best-found accuracy where the 95% CI of the difference of mean "
