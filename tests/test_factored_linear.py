@@ -201,7 +201,7 @@ def test_hooks_are_removed_when_the_solver_fails(monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(theory.solvers, "_run_chunk", fail)
+    monkeypatch.setattr(theory.solvers, "_run_pool", fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         theory.sample_wise_optima(model, torch.randn(3, 3, dtype=DT), torch.randn(3, 2, dtype=DT))
     for module in model.modules():

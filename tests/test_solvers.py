@@ -123,6 +123,31 @@ def test_chunking_does_not_change_results(digits):
     assert torch.equal(a.iterations, b.iterations)
 
 
+@pytest.mark.parametrize("loss, solver, opts", [
+    ("mse", "gauss_newton", {}),
+    ("mse", "gd", {"lr": 0.05, "tol": 1e-6, "max_iter": 60}),         # every sample cut at max_iter
+    ("ce", "proximal", {"lam": 4.0, "lr": 0.2, "tol": 1e-5, "max_iter": 600}),
+    ("ce", "eps_stop", {"eps": 0.02, "lr": 0.02, "max_iter": 110}),   # some cut at max_iter
+])
+def test_working_set_refill_equals_one_sample_at_a_time(digits, loss, solver, opts):
+    """Samples stopping at different steps, the working set refilled from the waiting
+    samples (chunk 4 and 9 of 23) against each sample solved alone (chunk 1)."""
+    X, y, Y = digits
+    model = _mlp(nn.Tanh)
+    targets = (Y if loss == "mse" else y)[:23]
+    alone = theory.sample_wise_optima(model, X[:23], targets, loss, solver, chunk_size=1, **opts)
+    assert len(set(alone.iterations.tolist())) >= (1 if solver == "gd" else 2), "samples must stop at different steps"
+    for chunk in (4, 9):
+        pooled = theory.sample_wise_optima(model, X[:23], targets, loss, solver, chunk_size=chunk, **opts)
+        assert torch.equal(pooled.iterations, alone.iterations)
+        assert torch.equal(pooled.converged, alone.converged)
+        assert torch.allclose(pooled.theta, alone.theta, rtol=0, atol=1e-12)
+        assert torch.allclose(pooled.loss, alone.loss, rtol=1e-10, atol=1e-14)
+        for key in alone.extra:
+            assert torch.allclose(pooled.extra[key].double(), alone.extra[key].double(), rtol=1e-10, atol=1e-14,
+                                  equal_nan=True)
+
+
 def _tanh_mlp_loss(p, x, y):
     """Independent forward of Linear-Tanh-Linear from explicit tensors, one sample."""
     out = torch.tanh(x @ p["0.weight"].T + p["0.bias"]) @ p["2.weight"].T + p["2.bias"]

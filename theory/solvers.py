@@ -3,10 +3,13 @@
 ``sample_wise_optima`` runs one optimisation per training sample, all of them as one
 batched computation: the per-sample loss ``l_i(θ) = l(f_θ(x_i), y_i)`` is written for one
 ``(θ, x, y)`` with ``torch.func.functional_call`` and vmapped over ``(θ_i, x_i, y_i)``, so
-every sample carries its own parameters. Samples are processed in chunks; within a
-chunk, a sample whose stopping criterion is met is recorded at once and dropped from the
-batched computation once a quarter of the working set has stopped (until then it is
-carried along, its later values unused).
+every sample carries its own parameters. A working set of at most ``chunk_size``
+samples runs at once, each sample with its own step count; a sample whose stopping
+criterion is met is recorded at once and dropped from the batched computation once a
+quarter of the working set has stopped (until then it is carried along, its later values
+unused), and waiting samples take the freed places from θ_0. So the slow samples of the
+whole set finish together rather than one chunk's after another's (on an NB201 cell with
+n = 128 the earlier chunk-by-chunk order ran two tails of up to 50 steps).
 
 Parameters of plain ``nn.Linear`` and ``nn.Conv2d`` layers are handled in factored form
 (``theory.factored_linear``): their per-sample gradients and Jacobians are never formed;
@@ -51,7 +54,7 @@ result (training mode uses batch statistics, eval mode does not update them). No
 ``nn.BatchNorm1d`` in training mode cannot normalise a batch of one: put such a model in
 eval mode.
 
-**Chunking.** With ``chunk_size=None`` the chunk holds as many samples as fit
+**Chunking.** With ``chunk_size=None`` the working set holds as many samples as fit
 ``DEFAULT_SOLVER_BUDGET_BYTES`` under the estimate ``itemsize · (4m + k·m_g + (k + 2)·o +
 64·d_in)`` bytes per sample: a few parameter-sized state and work vectors, the Jacobian
 ``k × m_g`` of the parameters not factored (k = output size for ``gauss_newton``, 0 for
@@ -59,7 +62,9 @@ the others), the factors (o = total Linear output size) and a crude allowance fo
 activations. The budget is small on purpose: on the 2-core machine of
 ``bench/bench_psi.py`` chunks of a few tens of MB ran faster than larger ones (fresh
 large allocations cost page faults at every step). Results do not depend on the chunk
-size beyond round-off.
+size beyond round-off (tested in float64 against one sample at a time); in float32 that
+round-off can move a sample across the stopping tolerance, a step more or fewer (on the
+NB201 cell of ``bench/bench_psi.py`` Ψ_2 moved by 0.8 %).
 """
 from __future__ import annotations
 
@@ -116,7 +121,8 @@ def sample_wise_optima(
             defaults).
         params: which parameters move ("all", "weights" or a list of names); the others
             stay at their θ_0 values.
-        chunk_size: samples per batched computation (default from a memory budget).
+        chunk_size: the most samples in one batched computation, the working set
+            (default from a memory budget).
         factored_linear: handle qualifying ``nn.Linear`` layers in factored form
             (``theory.factored_linear``; exact, and much less memory traffic). False
             differentiates every parameter directly (to check one route by the other).
@@ -192,16 +198,9 @@ def sample_wise_optima(
 
     passes = SamplePasses(forward, resolved_loss, layers, names, dtype, {n: p.numel() for n, p in diff.items()})
     theta = torch.empty(n, m, dtype=dtype, device=theta0.device)
-    results = []
     with layers.hooked():
-        for start in range(0, n, chunk_size):
-            stop = min(n, start + chunk_size)
-            log.debug("%s: samples %d..%d of %d", solver, start, stop - 1, n)
-            results.append(
-                _run_chunk(rule, passes, diff, buffers, inputs[start:stop], targets[start:stop], options,
-                           theta[start:stop])
-            )
-    fields = {key: torch.cat([r[key] for r in results]) for key in results[0]}
+        log.debug("%s: %d samples, working set of at most %d", solver, n, chunk_size)
+        fields = _run_pool(rule, passes, diff, buffers, inputs, targets, options, theta, chunk_size)
     extra = {key: fields.pop(key) for key in list(fields) if key not in _CORE_FIELDS}
     return SampleWiseOptima(
         theta=theta,
@@ -232,7 +231,7 @@ def _evaluate(rule: Solver, passes: SamplePasses, theta: dict, bufs: dict, x: Te
     parameters are few (`SamplePasses.one_jacobian_pass`) the Jacobian pass is cheap and
     one pass per iteration serves the check and the step; otherwise the check takes a
     gradient pass and the (k times dearer) Jacobian is formed afterwards, only for the
-    samples still running (`_run_chunk`)."""
+    samples still running (`_run_pool`)."""
     if rule.needs == "residual_jacobian":
         if passes.one_jacobian_pass:
             return passes.residual_jacobian(theta, bufs, x, y, with_gradient=True)
@@ -240,30 +239,43 @@ def _evaluate(rule: Solver, passes: SamplePasses, theta: dict, bufs: dict, x: Te
     return passes.gradient(theta, bufs, x, y, keep="dense" if rule.needs == "dense_gradient" else "factors")
 
 
-def _run_chunk(
-    rule: Solver, passes: SamplePasses, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict, theta: Tensor
+def _run_pool(
+    rule: Solver, passes: SamplePasses, theta0: dict, buffers: dict, x: Tensor, y: Tensor, opts: dict, theta: Tensor,
+    capacity: int,
 ) -> dict:
-    """Solve the chunk's samples; θ*_i are written into ``theta`` (c, m), the rest returned."""
-    c = x.shape[0]
+    """Solve all samples of ``x`` with a working set of at most ``capacity`` of them; θ*_i
+    are written into ``theta`` (n, m), the rest returned. Every sample keeps its own step
+    count. A sample whose criterion is met is recorded at once; once a quarter of the
+    working set has stopped, the stopped ones are dropped (until then they are carried
+    along: cheaper than copying every step) and waiting samples take their places,
+    starting from θ_0. So the working set stays full while samples wait, and the slow
+    samples of the whole set finish together instead of one chunk after another."""
+    n = x.shape[0]
     dtype = theta.dtype
     spans, start = [], 0
     for p in theta0.values():
         spans.append((start, start + p.numel()))
         start += p.numel()
-    loss = torch.full((c,), float("nan"), dtype=dtype, device=x.device)
+    loss = torch.full((n,), float("nan"), dtype=dtype, device=x.device)
     grad_norm = torch.full_like(loss, float("nan"))
     recorded = {key: torch.full_like(loss, float("nan")) for key in rule.records}
-    iterations = torch.zeros(c, dtype=torch.long, device=x.device)
-    converged = torch.zeros(c, dtype=torch.bool, device=x.device)
-    diverged = torch.zeros(c, dtype=torch.bool, device=x.device)
+    iterations = torch.zeros(n, dtype=torch.long, device=x.device)
+    converged = torch.zeros(n, dtype=torch.bool, device=x.device)
+    diverged = torch.zeros(n, dtype=torch.bool, device=x.device)
     separate_jacobian_pass = rule.needs == "residual_jacobian" and not passes.one_jacobian_pass
-    # Working set: rows `idx` of the chunk; `live` marks those still running (all have
-    # taken `it` steps). Stopped rows are recorded at once and dropped from the working
-    # set in batches.
-    idx, xs, ys = torch.arange(c, device=x.device), x, y
-    live = torch.ones(c, dtype=torch.bool, device=x.device)
-    th = {k: p.unsqueeze(0).repeat(c, *[1] * p.ndim) for k, p in theta0.items()}
-    for it in range(opts["max_iter"] + 1):
+
+    def fresh(first: int, count: int):
+        rows = torch.arange(first, first + count, device=x.device)
+        params = {k: p.unsqueeze(0).repeat(count, *[1] * p.ndim) for k, p in theta0.items()}
+        return rows, params
+
+    # Working set: samples `idx`; `steps` the steps each has taken; `live` those running.
+    admitted = min(capacity, n)
+    idx, th = fresh(0, admitted)
+    xs, ys = x[idx], y[idx]
+    steps = torch.zeros(len(idx), dtype=torch.long, device=x.device)
+    live = torch.ones(len(idx), dtype=torch.bool, device=x.device)
+    while True:
         # Fresh per-sample buffer copies: training-mode BatchNorm writes its running
         # stats into these, and they are discarded.
         bufs = per_sample_buffers(buffers, len(idx))
@@ -272,7 +284,7 @@ def _run_chunk(
             done, carried = rule.stop(ev, th, theta0, opts)
             ev.update(carried)
             bad = ~torch.isfinite(ev["loss"]) | ~torch.isfinite(ev["grad_norm"])
-            stop = (done | bad if it < opts["max_iter"] else torch.ones_like(done)) & live
+            stop = (done | bad | (steps >= opts["max_iter"])) & live
             if stop.any():
                 rows = idx[stop]
                 for (a, b), p in zip(spans, th.values()):
@@ -281,22 +293,30 @@ def _run_chunk(
                 grad_norm[rows] = ev["grad_norm"][stop]
                 for key, values in recorded.items():
                     values[rows] = ev[key][stop]
-                iterations[rows] = it
+                iterations[rows] = steps[stop]
                 converged[rows] = (done & ~bad)[stop]
                 diverged[rows] = bad[stop]
                 live &= ~stop
-                if not live.any():
+                if not live.any() and admitted == n:
                     break
-                # Drop the stopped samples once they are a quarter of the working set
-                # (until then they are carried along: cheaper than copying every step).
                 if 4 * (len(idx) - int(live.sum())) >= len(idx):
                     keep = live
-                    idx, xs, ys, live = idx[keep], xs[keep], ys[keep], live[keep]
+                    idx, xs, ys, live, steps = idx[keep], xs[keep], ys[keep], live[keep], steps[keep]
                     th = {k: p[keep] for k, p in th.items()}
                     ev = tree_map(lambda t: t[keep], ev)
-            if separate_jacobian_pass:
-                ev.update(passes.residual_jacobian(th, per_sample_buffers(buffers, len(idx)), xs, ys))
-            rule.update(th, ev, opts, live, passes.layers)
+            if live.any():
+                if separate_jacobian_pass:
+                    ev.update(passes.residual_jacobian(th, per_sample_buffers(buffers, len(idx)), xs, ys))
+                rule.update(th, ev, opts, live, passes.layers)
+                steps += live
+            room = min(capacity - len(idx), n - admitted)
+            if room > 0:
+                rows, params = fresh(admitted, room)
+                admitted += room
+                idx, xs, ys = torch.cat([idx, rows]), torch.cat([xs, x[rows]]), torch.cat([ys, y[rows]])
+                th = {k: torch.cat([th[k], params[k]]) for k in th}
+                steps = torch.cat([steps, torch.zeros(room, dtype=torch.long, device=x.device)])
+                live = torch.cat([live, torch.ones(room, dtype=torch.bool, device=x.device)])
     return {
         "loss": loss, "grad_norm": grad_norm,
         "iterations": iterations, "converged": converged, "diverged": diverged,
