@@ -25,7 +25,12 @@ same model and batch; the script prints each run's times and ratios, then their 
 Peak memory is the process's peak resident set size (``resource.getrusage``) after each
 phase: it only grows, so the generic route's figure is the peak of both routes.
 
-    python bench/bench_psi.py --nb201 3 [--nb201-n 128] [--threads 1]
+    python bench/bench_psi.py --nb201 3 [--nb201-n 128] [--threads 1] [--today-tree DIR]
+
+``--today-tree DIR`` also times, in each run, the same default call (``params="weights"``)
+with the code of another checkout in a fresh process (one-off set-up untimed): with
+``git worktree add ../today e142d2c`` the code before the factored convolution, which
+the issue's "8.1 s today" timed.
 
 ``--nb201-all-params RUNS`` times the same cell with ``params="all"`` (BatchNorm affine
 parameters generic, as ``space-score --psi`` scores): one Jacobian pass per Gauss–Newton
@@ -130,7 +135,40 @@ def _peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_nb201(runs, n):
+_TODAY_SNIPPET = """
+import sys, time, torch
+import torch.nn.functional as F
+torch.set_num_threads(int(sys.argv[3]))
+import theory
+from empirical import data as empirical_data
+from empirical.spaces import nb201
+torch.manual_seed(0)
+model = nb201.build(sys.argv[1], C=8, N=1, num_classes=10, in_channels=1)
+split = empirical_data.load("digits", seed=0)
+n = int(sys.argv[2])
+X, Y = split.X_train[:n].float(), F.one_hot(split.y_train[:n], 10).float()
+theory.sample_wise_optima(model, X[:2], Y[:2], "mse", "gauss_newton", params="weights", max_iter=1)
+start = time.perf_counter()
+opt = theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="weights")
+seconds = time.perf_counter() - start
+print(seconds, float(opt.iterations.float().mean()), int(opt.converged.sum()),
+      theory.psi(opt, on_unconverged="exclude"))
+"""
+
+
+def _time_today(tree, n, threads):
+    """The same solve with the code of another checkout (``--today-tree``), in a fresh
+    process: (seconds, mean iterations, converged, Ψ_2); one-off set-up not timed."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
+    out = subprocess.run([sys.executable, "-c", _TODAY_SNIPPET, NB201_ARCH, str(n), str(threads)], env=env,
+                         cwd=os.path.abspath(tree), capture_output=True, text=True, check=True)
+    seconds, iters, converged, psi = out.stdout.split()[-4:]
+    return float(seconds), float(iters), int(converged), float(psi)
+
+
+def run_nb201(runs, n, today_tree=None, threads=1):
     torch.manual_seed(0)
     model = nb201.build(NB201_ARCH, C=8, N=1, num_classes=10, in_channels=1)
     data = empirical_data.load("digits", seed=0)
@@ -149,7 +187,7 @@ def run_nb201(runs, n):
           "mean iters factored (generic) | converged factored (generic) | max |Δθ| | Ψ_2 factored (generic) | "
           "peak RSS MiB after factored / generic |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    speedups = []
+    speedups, today, today_ratios = [], [], []
     for run in range(1, runs + 1):
         times, opts = {}, {}
         peaks = []
@@ -162,6 +200,12 @@ def run_nb201(runs, n):
         start = time.perf_counter()
         proxies.gradsign(model, X, labels)
         t_gs = time.perf_counter() - start
+        if today_tree:
+            today.append(_time_today(today_tree, n, threads))
+            print(f"  run {run}, the code of {today_tree}: {today[-1][0]:.2f} s (mean iters {today[-1][1]:.2f}, "
+                  f"{today[-1][2]} converged, Ψ_2 {today[-1][3]:.6g}); today / factored "
+                  f"{today[-1][0] / times[True]:.2f}x", flush=True)
+            today_ratios.append(today[-1][0] / times[True])
         fac, gen = opts[True], opts[False]
         speedups.append(times[False] / times[True])
         psi = [theory.psi(o, on_unconverged="exclude") for o in (fac, gen)]
@@ -172,6 +216,8 @@ def run_nb201(runs, n):
               f"{float((fac.theta - gen.theta).abs().max()):.1e} | {psi[0]:.6g} ({psi[1]:.6g}) | "
               f"{peaks[0]:.0f} / {peaks[1]:.0f} |", flush=True)
     print(f"generic / factored over {runs} runs: {min(speedups):.2f}x to {max(speedups):.2f}x")
+    if today_ratios:
+        print(f"{today_tree} / factored over {runs} runs: {min(today_ratios):.2f}x to {max(today_ratios):.2f}x")
 
 
 def run_nb201_all_params(runs, n):
@@ -220,6 +266,9 @@ def main(argv=None):
     parser.add_argument("--nb201", type=int, default=0, metavar="RUNS",
                         help="time Gauss–Newton on the NB201 conv cell instead, RUNS times")
     parser.add_argument("--nb201-n", type=int, default=128)
+    parser.add_argument("--today-tree", metavar="DIR",
+                        help="--nb201: also time the solve with the code of another checkout (e.g. "
+                             "`git worktree add ../today e142d2c`, the code the issue timed), in a fresh process")
     parser.add_argument("--nb201-all-params", type=int, default=0, metavar="RUNS",
                         help="time params='all' on the NB201 cell: one Jacobian pass vs a separate check")
     args = parser.parse_args(argv)
@@ -232,7 +281,7 @@ def main(argv=None):
     if args.nb201:
         print(f"torch {torch.__version__}, {args.threads} thread(s); load average at start "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-        run_nb201(args.nb201, args.nb201_n)
+        run_nb201(args.nb201, args.nb201_n, args.today_tree, args.threads)
         return
     print(f"torch {torch.__version__}, {args.threads} thread(s), float64; loop timed on the first "
           f"{args.loop_samples} samples and extrapolated per sample to n where n is larger; "
