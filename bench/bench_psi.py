@@ -168,12 +168,17 @@ def _time_today(tree, n, threads):
     return float(seconds), float(iters), int(converged), float(psi)
 
 
-def run_nb201(runs, n, today_tree=None, threads=1):
+def _nb201_problem(n):
+    """The NB201 cell of ``NB201_ARCH`` (seed 0) and the first n digits: (model, X, labels, one-hot Y)."""
     torch.manual_seed(0)
     model = nb201.build(NB201_ARCH, C=8, N=1, num_classes=10, in_channels=1)
     data = empirical_data.load("digits", seed=0)
     X, labels = data.X_train[:n].float(), data.y_train[:n]
-    Y = F.one_hot(labels, 10).float()
+    return model, X, labels, F.one_hot(labels, 10).float()
+
+
+def run_nb201(runs, n, today_tree=None, threads=1):
+    model, X, labels, Y = _nb201_problem(n)
     weights = set(select_param_names(model, "weights"))
     moving = sum(p.numel() for name, p in model.named_parameters() if name in weights)
     # Warm-up of both routes and of GradSign (one-off torch.func set-up).
@@ -226,10 +231,7 @@ def run_nb201_all_params(runs, n):
     pass (the rule before `SamplePasses.one_jacobian_pass`), same process, same cell."""
     from theory.passes import SamplePasses
 
-    torch.manual_seed(0)
-    model = nb201.build(NB201_ARCH, C=8, N=1, num_classes=10, in_channels=1)
-    data = empirical_data.load("digits", seed=0)
-    X, Y = data.X_train[:n].float(), F.one_hot(data.y_train[:n], 10).float()
+    model, X, _, Y = _nb201_problem(n)
     one_pass = SamplePasses.one_jacobian_pass
     separate = property(lambda self: self.all_factored)
     theory.sample_wise_optima(model, X[:2], Y[:2], "mse", "gauss_newton", params="all", max_iter=1)

@@ -34,11 +34,13 @@ class SamplePasses:
     factored form."""
 
     def __init__(self, forward: Forward, resolved_loss: ResolvedLoss, layers: FactoredLinears,
-                 names: list[str], dtype: torch.dtype, sizes: dict[str, int] | None = None) -> None:
+                 names: list[str], dtype: torch.dtype, sizes: dict[str, int]) -> None:
         self.layers = layers
-        self.sizes = dict(sizes or {})  # entries per moving parameter (`one_jacobian_pass`)
         self.generic_names = [name for name in names if name not in layers.names]
         self.factored_names = [name for name in names if name in layers.names]
+        # Entries of the generic and of the factored moving parameters (`one_jacobian_pass`).
+        self._generic_entries = sum(sizes[name] for name in self.generic_names)
+        self._factored_entries = sum(sizes[name] for name in self.factored_names)
         self.z = layers.zeros(dtype)
 
         def outputs(generic, z, frozen, bufs, x):
@@ -76,10 +78,7 @@ class SamplePasses:
         is never formed for a sample that stops."""
         if self.all_factored:
             return True
-        if not self.factored_names:
-            return False
-        generic = sum(self.sizes[n] for n in self.generic_names)
-        return generic < sum(self.sizes[n] for n in self.factored_names)
+        return bool(self.factored_names) and self._generic_entries < self._factored_entries
 
     def _split(self, theta: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         return ({n: theta[n] for n in self.generic_names}, {n: theta[n] for n in self.factored_names})

@@ -185,7 +185,7 @@ def import_trainings(run_dir: str | os.PathLike, *, trainings_path: str | os.Pat
     where it came from in its timings. Values are those of the files (6 digits). A job
     already in the store is left as it is. Returns the number of rows written."""
     repeats = _check_settings(repeats, folds, recipe)
-    meta = json.loads(_read(json_path, Path(json_path), "metadata").read_text())
+    meta = metadata(json_path)
     earlier = {"folds": meta.get("folds", {}).get("k"), "recipe": meta.get("recipe"), "C": meta.get("C"),
                "N": meta.get("N")}
     wanted = {"folds": folds, "recipe": recipe.to_dict(), "C": C, "N": N}
@@ -216,22 +216,31 @@ def import_trainings(run_dir: str | os.PathLike, *, trainings_path: str | os.Pat
     return written
 
 
-def _provenance_counts(run_dir: str | os.PathLike, archs: set[str], repeats, folds: int, recipe: Recipe) -> list[dict]:
-    """How many of the written trainings were imported or run, per git revision."""
-    wanted = {(r, f) for r in repeats for f in range(folds)}
-    counts: dict[tuple, int] = {}
+def _protocol_rows(run_dir: str | os.PathLike, repeats: list[int], folds: int, recipe: Recipe) -> list[dict]:
+    """The store's 'ok' training rows of these settings (repeats, folds, recipe, cell size)."""
     store = ResultsStore(run_dir, create=False)
     try:
-        for row in store.rows(status="ok"):
-            p = row["params"]
-            if (row["kind"] != KIND or p["arch"] not in archs or (p["repeat"], p["fold"]) not in wanted
-                    or p["folds"] != folds or p["recipe"] != recipe.to_dict()):
-                continue
-            imported = (row["timings"] or {}).get("imported_from") is not None
-            key = ("imported" if imported else "trained", row["git_revision"], p["repeat"])
-            counts[key] = counts.get(key, 0) + 1
+        rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
     finally:
         store.close()
+    wanted = {(r, f) for r in repeats for f in range(folds)}
+    return [row for row in rows
+            if row["params"]["folds"] == folds and row["params"]["recipe"] == recipe.to_dict()
+            and (row["params"]["C"], row["params"]["N"]) == (C, N)
+            and (row["params"]["repeat"], row["params"]["fold"]) in wanted
+            and row["params"]["fold_seed"] == fold_seed(row["params"]["repeat"])]
+
+
+def _provenance_counts(rows: list[dict], archs: set[str]) -> list[dict]:
+    """How many of the written trainings (``rows`` of `_protocol_rows`, classes ``archs``)
+    were imported or run, per git revision."""
+    counts: dict[tuple, int] = {}
+    for row in rows:
+        if row["params"]["arch"] not in archs:
+            continue
+        imported = (row["timings"] or {}).get("imported_from") is not None
+        key = ("imported" if imported else "trained", row["git_revision"], row["params"]["repeat"])
+        counts[key] = counts.get(key, 0) + 1
     merged: dict[tuple, dict] = {}
     for (how, revision, repeat), n in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
         entry = merged.setdefault((how, revision), {"how": how, "git_revision": revision, "repeats": [], "trainings": 0})
@@ -246,19 +255,15 @@ def tables(run_dir: str | os.PathLike, *, repeats=REPEATS, folds: int = FOLDS,
     only classes with every (repeat, fold) done; trainings sorted by (arch, repeat,
     fold), classes by arch, with the means of `METRICS` over each class's trainings."""
     repeats = _check_settings(repeats, folds, recipe)
-    store = ResultsStore(run_dir, create=False)
-    try:
-        rows = [r for r in store.rows(status="ok") if r["kind"] == KIND]
-    finally:
-        store.close()
+    return _tables(_protocol_rows(run_dir, repeats, folds, recipe), repeats, folds)
+
+
+def _tables(rows: list[dict], repeats: list[int], folds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     wanted = {(r, f) for r in repeats for f in range(folds)}
     by_arch: dict[str, dict] = {}
     for row in rows:
         p = row["params"]
-        if p["folds"] != folds or p["recipe"] != recipe.to_dict() or (p["C"], p["N"]) != (C, N):
-            continue
-        if (p["repeat"], p["fold"]) in wanted and p["fold_seed"] == fold_seed(p["repeat"]):
-            by_arch.setdefault(p["arch"], {})[p["repeat"], p["fold"]] = (row["seed"], row["result"])
+        by_arch.setdefault(p["arch"], {})[p["repeat"], p["fold"]] = (row["seed"], row["result"])
     trainings, classes = [], []
     for arch in sorted(by_arch):
         done = by_arch[arch]
@@ -356,7 +361,8 @@ def write(run_dir: str | os.PathLike, *, n_classes: int, selection_seed: int, co
     if _shipped(paths) and not is_protocol(repeats, folds, recipe):
         raise ValueError("the shipped nb201-digits-cv files take the chosen protocol only (repeats 0-1, "
                          "4 folds, RECIPE); pass trainings_path, classes_path and json_path elsewhere")
-    trainings, classes = tables(run_dir, repeats=repeats, folds=folds, recipe=recipe)
+    rows = _protocol_rows(run_dir, repeats, folds, recipe)
+    trainings, classes = _tables(rows, repeats, folds)
     if classes.empty:
         raise ValueError(f"no class in {str(run_dir)!r} has all {len(repeats) * folds} trainings done; nothing written")
     trainings, classes = trainings.round(6), classes.round(6)
@@ -391,7 +397,7 @@ def write(run_dir: str | os.PathLike, *, n_classes: int, selection_seed: int, co
         "threads_per_training": 1,
         "training_seconds_mean": float(trainings["seconds"].mean()),
         "pilot": {"classes": PILOT_CLASSES, "protocols": PILOT},
-        "trainings_provenance": _provenance_counts(run_dir, set(classes["arch"]), repeats, folds, recipe),
+        "trainings_provenance": _provenance_counts(rows, set(classes["arch"])),
         "versions": provenance.versions(),
         "git_revision": provenance.git_revision(),
         "command": command,
