@@ -21,11 +21,16 @@ digits 1x8x8 from ``empirical.data.load("digits", seed=0)`` (the first ``--nb201
 training samples), one-hot targets, float32, ``params="weights"``, BatchNorm in training
 mode. Per run, in this order: the factored route (Conv2d and Linear weights factored),
 the generic route (``factored_linear=False``) and one ``proxies.gradsign`` call on the
-same model and batch; the script prints each run's times and ratios, then their range.
+same model and batch, timed as the median of ``--gradsign-calls`` calls (one call varies by
+up to 2x between calls on this machine); the script prints each run's times and ratios,
+then their range. Before the runs it prints the arithmetic of both (`pass_arithmetic`:
+multiplications per sample of a Gauss–Newton pass and of GradSign, the number of sample
+passes the solve takes, counted, and torch's FlopCounterMode tally of the same solve), so
+that a ratio of times can be read against the ratio of work.
 Peak memory is the process's peak resident set size (``resource.getrusage``) after each
 phase: it only grows, so the generic route's figure is the peak of both routes.
 
-    python bench/bench_psi.py --nb201 3 [--nb201-n 128] [--threads 1] [--today-tree DIR]
+    python bench/bench_psi.py --nb201 3 [--nb201-n 128] [--threads 1] [--gradsign-calls 5] [--today-tree DIR]
 
 ``--today-tree DIR`` also times, in each run, the same default call (``params="weights"``)
 with the code of another checkout in a fresh process (one-off set-up untimed): with
@@ -40,8 +45,10 @@ check as a separate gradient pass, in the same process.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -58,6 +65,8 @@ from proxies.engine import select_param_names  # noqa: E402
 import theory  # noqa: E402
 from empirical import data as empirical_data  # noqa: E402
 from empirical.spaces import nb201  # noqa: E402
+from theory.factored_linear import find_factored_linears, grad_sq_norm_cost, gram_cost  # noqa: E402
+from theory.passes import SamplePasses  # noqa: E402
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -177,7 +186,119 @@ def _nb201_problem(n):
     return model, X, labels, F.one_hot(labels, 10).float()
 
 
-def run_nb201(runs, n, today_tree=None, threads=1):
+def layer_shapes(model, x, params="weights"):
+    """``{layer: (T, out, in, input needs a gradient)}`` for every layer the solvers factor
+    (`theory.factored_linear.find_factored_linears` on one sample ``x``): its output
+    positions T, output features and input features per position (a Conv2d's patch size),
+    and whether the gradient reaches its input (False for a layer fed by the data)."""
+    names = set(select_param_names(model, params))
+    moving = {name: p for name, p in model.named_parameters() if name in names}
+    layers = find_factored_linears(model, moving, lambda: model(x))
+    modules = dict(model.named_modules())
+    needs = {}
+    hooks = [modules[name].register_forward_hook(
+        lambda module, args, out, name=name: needs.__setitem__(name, args[0].requires_grad))
+        for name in layers.layers]
+    try:
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    shapes = {}
+    for name, layer in layers.layers.items():
+        if layer.conv:
+            T, out, inp = math.prod(layer.out_shape[:1] + layer.out_shape[2:]), layer.out_shape[1], \
+                math.prod(layer.conv.weight_shape)
+        else:
+            T, out, inp = math.prod(layer.out_shape[:-1]), layer.out_shape[-1], modules[name].in_features
+        shapes[name] = (T, out, inp, needs[name])
+    return shapes
+
+
+def pass_arithmetic(shapes, k):
+    """Multiplications per sample of one Gauss–Newton Jacobian pass with its step, and of
+    GradSign's per-sample gradient, counted over the factored layers of `layer_shapes`
+    (convolutions and matrix products only: BatchNorm, ReLU, pooling and the k × k solve
+    are not counted).
+
+    A Gauss–Newton pass: the forward pass; k backward passes through the layer inputs
+    (``∂r/∂out`` for the k residuals); the Gram share `gram_cost` of each layer; the
+    check ``‖J_iᵀr_i‖`` (δ = Σ_k r_k B_k, then `grad_sq_norm_cost`); the step (δ = Σ_k u_k
+    B_k, then W −= δᵀa). GradSign: the forward pass, one backward pass through the inputs
+    and each layer's per-sample weight gradient ``Σ_t δ_t ⊗ a_t``."""
+    forward = sum(T * out * inp for T, out, inp, _ in shapes.values())
+    through = sum(T * out * inp for T, out, inp, needs in shapes.values() if needs)
+    gram = sum(gram_cost(k, T, out, inp)[1] for T, out, inp, _ in shapes.values())
+    check = sum(k * T * out + grad_sq_norm_cost(T, out, inp)[1] for T, out, inp, _ in shapes.values())
+    step = sum(k * T * out + T * out * inp for T, out, inp, _ in shapes.values())
+    return {"forward": forward, "backward": k * through, "gram": gram, "check": check, "step": step,
+            "gauss_newton_pass": forward + k * through + gram + check + step,
+            "gradsign_sample": forward + through + forward}
+
+
+def count_sample_passes(solve):
+    """Run ``solve()`` counting the samples of every Jacobian pass (the working set of
+    each `theory.passes.SamplePasses.residual_jacobian` call, stopped samples still carried
+    included): ``(result, sample passes, passes)``."""
+    counts = [0, 0]
+    original = SamplePasses.residual_jacobian
+
+    def counted(self, theta, bufs, x, y, **kwargs):
+        counts[0] += x.shape[0]
+        counts[1] += 1
+        return original(self, theta, bufs, x, y, **kwargs)
+
+    SamplePasses.residual_jacobian = counted
+    try:
+        result = solve()
+    finally:
+        SamplePasses.residual_jacobian = original
+    return result, counts[0], counts[1]
+
+
+def _flop_tally(run):
+    """torch's own count (``torch.utils.flop_counter.FlopCounterMode``) of ``run()``, in
+    multiplications by op: ``{op name: count}``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return {str(op): flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
+
+
+def report_arithmetic(model, X, Y, labels, n):
+    """Print the arithmetic of the factored solve against one GradSign call (see
+    `pass_arithmetic`), with torch's FlopCounterMode tally of the same solve beside it.
+    Returns ``(multiplications of the solve, of one GradSign call)``."""
+    k = Y.shape[1]
+    counts = pass_arithmetic(layer_shapes(model, X[:1]), k)
+    solve = lambda: theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="weights")  # noqa: E731
+    opt, sample_passes, passes = count_sample_passes(solve)
+    tally = _flop_tally(solve)
+    forward_tally = _flop_tally(lambda: model(X[:1]))
+    solve_total = sample_passes * counts["gauss_newton_pass"]
+    gradsign_total = n * counts["gradsign_sample"]
+    mega = {key: value / 1e6 for key, value in counts.items()}
+    print(f"Arithmetic (multiplications, M, per sample; convolutions and matrix products of the factored layers): "
+          f"forward {mega['forward']:.3f} (torch FlopCounterMode on one forward pass: "
+          f"{sum(forward_tally.values()) / 1e6:.3f}); one Gauss–Newton pass {mega['gauss_newton_pass']:.2f} = "
+          f"forward {mega['forward']:.2f} + {k} backward {mega['backward']:.2f} + Gram {mega['gram']:.2f} + check "
+          f"{mega['check']:.2f} + step {mega['step']:.2f}; GradSign {mega['gradsign_sample']:.2f}")
+    print(f"  the solve: {passes} Jacobian passes, {sample_passes} sample passes ({sample_passes / n:.2f} per sample; "
+          f"mean iterations {float(opt.iterations.float().mean()):.2f}, so "
+          f"{sample_passes / n - float(opt.iterations.float().mean()) - 1:.2f} per sample are stopped samples carried "
+          f"along): {solve_total / 1e9:.1f} G multiplications; one GradSign call {gradsign_total / 1e9:.2f} G; "
+          f"ratio {solve_total / gradsign_total:.0f}x")
+    print(f"  FlopCounterMode over the same solve, per sample pass (M): convolution {tally.get('aten.convolution', 0) / sample_passes / 1e6:.2f}, "
+          f"convolution_backward {tally.get('aten.convolution_backward', 0) / sample_passes / 1e6:.2f}, "
+          f"bmm {tally.get('aten.bmm', 0) / sample_passes / 1e6:.2f}, baddbmm "
+          f"{tally.get('aten.baddbmm', 0) / sample_passes / 1e6:.2f}; total {sum(tally.values()) / sample_passes / 1e6:.2f} "
+          f"(ours {mega['gauss_newton_pass']:.2f})", flush=True)
+    return solve_total, gradsign_total
+
+
+def run_nb201(runs, n, today_tree=None, threads=1, gradsign_calls=5):
     model, X, labels, Y = _nb201_problem(n)
     weights = set(select_param_names(model, "weights"))
     moving = sum(p.numel() for name, p in model.named_parameters() if name in weights)
@@ -188,11 +309,14 @@ def run_nb201(runs, n, today_tree=None, threads=1):
     proxies.gradsign(model, X, labels)
     print(f"NB201 cell {NB201_ARCH}, C=8, N=1: {sum(p.numel() for p in model.parameters())} parameters, "
           f"{moving} moving (params=\"weights\"); n = {n}, float32, Gauss–Newton defaults", flush=True)
+    solve_mults, gradsign_mults = report_arithmetic(model, X, Y, labels, n)
+    print(f"GradSign s: the median of {gradsign_calls} calls in the run (their range in brackets); "
+          f"G mult/s: multiplications counted above per second")
     print("| run | factored s | generic s | GradSign s | generic / factored | factored / GradSign | generic / GradSign | "
-          "mean iters factored (generic) | converged factored (generic) | max |Δθ| | Ψ_2 factored (generic) | "
-          "peak RSS MiB after factored / generic |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    speedups, today, today_ratios = [], [], []
+          "G mult/s factored (GradSign) | mean iters factored (generic) | converged factored (generic) | max |Δθ| | "
+          "Ψ_2 factored (generic) | peak RSS MiB after factored / generic |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    speedups, today, today_ratios, gradsign_ratios = [], [], [], []
     for run in range(1, runs + 1):
         times, opts = {}, {}
         peaks = []
@@ -202,9 +326,12 @@ def run_nb201(runs, n, today_tree=None, threads=1):
                                                        factored_linear=factored)
             times[factored] = time.perf_counter() - start
             peaks.append(_peak_mib())
-        start = time.perf_counter()
-        proxies.gradsign(model, X, labels)
-        t_gs = time.perf_counter() - start
+        calls = []
+        for _ in range(gradsign_calls):
+            start = time.perf_counter()
+            proxies.gradsign(model, X, labels)
+            calls.append(time.perf_counter() - start)
+        t_gs = statistics.median(calls)
         if today_tree:
             today.append(_time_today(today_tree, n, threads))
             print(f"  run {run}, the code of {today_tree}: {today[-1][0]:.2f} s (mean iters {today[-1][1]:.2f}, "
@@ -213,14 +340,18 @@ def run_nb201(runs, n, today_tree=None, threads=1):
             today_ratios.append(today[-1][0] / times[True])
         fac, gen = opts[True], opts[False]
         speedups.append(times[False] / times[True])
+        gradsign_ratios.append(times[True] / t_gs)
         psi = [theory.psi(o, on_unconverged="exclude") for o in (fac, gen)]
-        print(f"| {run} | {times[True]:.2f} | {times[False]:.2f} | {t_gs:.3f} | {speedups[-1]:.2f}x | "
-              f"{times[True] / t_gs:.0f}x | {times[False] / t_gs:.0f}x | "
+        print(f"| {run} | {times[True]:.2f} | {times[False]:.2f} | {t_gs:.3f} ({min(calls):.3f}–{max(calls):.3f}) | "
+              f"{speedups[-1]:.2f}x | {gradsign_ratios[-1]:.0f}x | {times[False] / t_gs:.0f}x | "
+              f"{solve_mults / times[True] / 1e9:.1f} ({gradsign_mults / t_gs / 1e9:.1f}) | "
               f"{float(fac.iterations.float().mean()):.2f} ({float(gen.iterations.float().mean()):.2f}) | "
               f"{int(fac.converged.sum())} ({int(gen.converged.sum())}) of {n} | "
               f"{float((fac.theta - gen.theta).abs().max()):.1e} | {psi[0]:.6g} ({psi[1]:.6g}) | "
               f"{peaks[0]:.0f} / {peaks[1]:.0f} |", flush=True)
     print(f"generic / factored over {runs} runs: {min(speedups):.2f}x to {max(speedups):.2f}x")
+    print(f"factored / GradSign (median call) over {runs} runs: {min(gradsign_ratios):.0f}x to "
+          f"{max(gradsign_ratios):.0f}x; counted multiplications {solve_mults / gradsign_mults:.0f}x")
     if today_ratios:
         print(f"{today_tree} / factored over {runs} runs: {min(today_ratios):.2f}x to {max(today_ratios):.2f}x")
 
@@ -268,6 +399,8 @@ def main(argv=None):
     parser.add_argument("--nb201", type=int, default=0, metavar="RUNS",
                         help="time Gauss–Newton on the NB201 conv cell instead, RUNS times")
     parser.add_argument("--nb201-n", type=int, default=128)
+    parser.add_argument("--gradsign-calls", type=int, default=5,
+                        help="--nb201: GradSign calls per run; their median is the ratios' denominator")
     parser.add_argument("--today-tree", metavar="DIR",
                         help="--nb201: also time the solve with the code of another checkout (e.g. "
                              "`git worktree add ../today e142d2c`, the code the issue timed), in a fresh process")
@@ -283,7 +416,7 @@ def main(argv=None):
     if args.nb201:
         print(f"torch {torch.__version__}, {args.threads} thread(s); load average at start "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-        run_nb201(args.nb201, args.nb201_n, args.today_tree, args.threads)
+        run_nb201(args.nb201, args.nb201_n, args.today_tree, args.threads, args.gradsign_calls)
         return
     print(f"torch {torch.__version__}, {args.threads} thread(s), float64; loop timed on the first "
           f"{args.loop_samples} samples and extrapolated per sample to n where n is larger; "

@@ -314,14 +314,30 @@ def positions(t: Tensor, batch_dims: int) -> Tensor:
     return t.flatten(batch_dims, -2)
 
 
+def grad_sq_norm_cost(T: int, out: int, inp: int) -> tuple[bool, int]:
+    """``(formed, multiplications)`` per sample of a weight's ``‖∂l/∂W‖²`` (`grad_sq_norm`):
+    whether ``δᵀa`` is formed (``T·out·in``) rather than the positions' inner products
+    ``Σ_{t,s}(δ_t·δ_s)(a_t·a_s)`` (``T²·(out + in)``), the cheaper of the two."""
+    formed, pairs = T * out * inp, T * T * (out + inp)
+    return formed < pairs, min(formed, pairs)
+
+
+def gram_cost(k: int, T: int, out: int, inp: int) -> tuple[bool, int]:
+    """``(rows, multiplications)`` per sample of a weight's share of ``J Jᵀ`` (`gram`):
+    whether the rows ``J_W`` are formed (``k·T·out·in + k²·out·in``) rather than
+    ``Σ_{t,s}(a_t·a_s) B_t B_sᵀ`` (``T²·in + k·T²·out + k²·T·out``), the cheaper."""
+    rows = k * T * out * inp + k * k * out * inp
+    pairs = T * T * inp + k * T * T * out + k * k * T * out
+    return rows < pairs, min(rows, pairs)
+
+
 def grad_sq_norm(delta: Tensor, inputs: Tensor, weight: bool, bias: bool) -> Tensor:
     """Per-sample ``‖∂l/∂W‖² (+ ‖∂l/∂b‖²)`` from ``δ (c, T, out)`` and ``a (c, T, in)``:
     ``Σ_{t,s}(δ_t·δ_s)(a_t·a_s)``, or ``‖δᵀa‖²`` with ``δᵀa`` formed where that takes fewer
     multiplications (many positions, as in a convolution)."""
     total = torch.zeros(delta.shape[0], dtype=delta.dtype, device=delta.device)
     if weight:
-        T, out, inp = delta.shape[1], delta.shape[2], inputs.shape[2]
-        if T * out * inp < T * T * (out + inp):
+        if grad_sq_norm_cost(delta.shape[1], delta.shape[2], inputs.shape[2])[0]:
             total = total + (delta.mT @ inputs).square().sum((1, 2))
         else:
             total = total + ((delta @ delta.mT) * (inputs @ inputs.mT)).sum((1, 2))
@@ -337,8 +353,7 @@ def gram(B: Tensor, inputs: Tensor, weight: bool, bias: bool) -> Tensor:
     c, k, T, out = B.shape
     total = torch.zeros(c, k, k, dtype=B.dtype, device=B.device)
     if weight:
-        inp = inputs.shape[2]
-        if k * T * out * inp + k * k * out * inp < T * T * inp + k * T * T * out + k * k * T * out:
+        if gram_cost(k, T, out, inputs.shape[2])[0]:
             rows = torch.einsum("ckto,cti->ckoi", B, inputs).flatten(2)
             total = total + rows @ rows.mT
         else:
