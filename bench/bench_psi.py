@@ -257,26 +257,25 @@ def count_sample_passes(solve):
     return result, counts[0], counts[1]
 
 
-def _flop_tally(run):
-    """torch's own count (``torch.utils.flop_counter.FlopCounterMode``) of ``run()``, in
-    multiplications by op: ``{op name: count}``."""
+def flop_tally(run):
+    """``run()`` under torch's own count (``torch.utils.flop_counter.FlopCounterMode``):
+    ``(its result, {op name: multiplications})``."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        run()
-    return {str(op): flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
+        result = run()
+    return result, {str(op): flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
 
 
-def report_arithmetic(model, X, Y, labels, n):
+def report_arithmetic(model, X, Y, n):
     """Print the arithmetic of the factored solve against one GradSign call (see
     `pass_arithmetic`), with torch's FlopCounterMode tally of the same solve beside it.
     Returns ``(multiplications of the solve, of one GradSign call)``."""
     k = Y.shape[1]
     counts = pass_arithmetic(layer_shapes(model, X[:1]), k)
     solve = lambda: theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="weights")  # noqa: E731
-    opt, sample_passes, passes = count_sample_passes(solve)
-    tally = _flop_tally(solve)
-    forward_tally = _flop_tally(lambda: model(X[:1]))
+    (opt, tally), sample_passes, passes = count_sample_passes(lambda: flop_tally(solve))
+    _, forward_tally = flop_tally(lambda: model(X[:1]))
     solve_total = sample_passes * counts["gauss_newton_pass"]
     gradsign_total = n * counts["gradsign_sample"]
     mega = {key: value / 1e6 for key, value in counts.items()}
@@ -309,7 +308,7 @@ def run_nb201(runs, n, today_tree=None, threads=1, gradsign_calls=5):
     proxies.gradsign(model, X, labels)
     print(f"NB201 cell {NB201_ARCH}, C=8, N=1: {sum(p.numel() for p in model.parameters())} parameters, "
           f"{moving} moving (params=\"weights\"); n = {n}, float32, Gauss–Newton defaults", flush=True)
-    solve_mults, gradsign_mults = report_arithmetic(model, X, Y, labels, n)
+    solve_mults, gradsign_mults = report_arithmetic(model, X, Y, n)
     print(f"GradSign s: the median of {gradsign_calls} calls in the run (their range in brackets); "
           f"G mult/s: multiplications counted above per second")
     print("| run | factored s | generic s | GradSign s | generic / factored | factored / GradSign | generic / GradSign | "

@@ -9,7 +9,6 @@ import pathlib
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 import theory
 from empirical.spaces import nb201
@@ -31,12 +30,6 @@ def _problem(n=4):
     return model, X, Y
 
 
-def _tally(run):
-    with FlopCounterMode(display=False) as counter:
-        run()
-    return {str(op): flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
-
-
 def test_forward_and_backward_counts_match_flop_counter():
     model, X, Y = _problem()
     shapes = bench_psi.layer_shapes(model, X[:1])
@@ -44,11 +37,11 @@ def test_forward_and_backward_counts_match_flop_counter():
     assert set(shapes) == convs | {"classifier"}  # every weight layer is factored here
     assert not shapes["stem.0"][3] and all(needs for name, (*_, needs) in shapes.items() if name != "stem.0")
     counts = bench_psi.pass_arithmetic(shapes, k=10)
-    assert counts["forward"] == sum(_tally(lambda: model(X[:1])).values())
+    assert counts["forward"] == sum(bench_psi.flop_tally(lambda: model(X[:1]))[1].values())
     # One pass per sample with max_iter=0: the convolutions' backward is the k = 10 rows
     # pulled back through every conv input but the stem's.
-    tally = _tally(lambda: theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton", params="weights",
-                                                     max_iter=0))
+    _, tally = bench_psi.flop_tally(lambda: theory.sample_wise_optima(model, X, Y, "mse", "gauss_newton",
+                                                                      params="weights", max_iter=0))
     conv_backward = sum(10 * T * out * inp for name, (T, out, inp, needs) in shapes.items()
                         if needs and name in convs)
     assert tally["aten.convolution_backward"] == len(X) * conv_backward
@@ -69,10 +62,10 @@ def test_sample_passes_are_counted_per_working_set():
 
 @pytest.mark.parametrize("k, T, out, inp", [(10, 64, 8, 72), (10, 4, 32, 288), (3, 1, 5, 7), (2, 9, 3, 2)])
 def test_route_costs_pick_the_cheaper_form_and_both_forms_agree(k, T, out, inp):
-    rows_chosen, rows_cost = gram_cost(k, T, out, inp)
-    assert rows_cost == min(k * T * out * inp + k * k * out * inp, T * T * inp + k * T * T * out + k * k * T * out)
-    formed_chosen, norm_cost = grad_sq_norm_cost(T, out, inp)
-    assert norm_cost == min(T * out * inp, T * T * (out + inp))
+    rows, pairs = k * T * out * inp + k * k * out * inp, T * T * inp + k * T * T * out + k * k * T * out
+    assert gram_cost(k, T, out, inp) == (rows < pairs, min(rows, pairs))
+    formed, pairs = T * out * inp, T * T * (out + inp)
+    assert grad_sq_norm_cost(T, out, inp) == (formed < pairs, min(formed, pairs))
     g = torch.Generator().manual_seed(T + out)
     B = torch.randn(2, k, T, out, generator=g, dtype=torch.float64)
     a = torch.randn(2, T, inp, generator=g, dtype=torch.float64)
